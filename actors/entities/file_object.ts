@@ -1,0 +1,68 @@
+/**
+ * Secrets and configs: named blobs handed to the tasks that reference them. They share one shape
+ * and one set of rules: unique names, labels may change, data never does, and one in use by a
+ * service cannot be removed (Docker's rules).
+ *
+ * @module
+ */
+import type { EventOf } from "../../events/schema.ts";
+import type { ApplyContext, ClusterState, FileObjectRecord } from "../state.ts";
+import type { Table } from "../table.ts";
+import { EventRejected } from "./rejection.ts";
+
+type FileObjectEvent = EventOf<
+  | "SecretCreated"
+  | "SecretUpdated"
+  | "SecretRemoved"
+  | "ConfigCreated"
+  | "ConfigUpdated"
+  | "ConfigRemoved"
+>;
+
+/** Folds one secret or config event into the state, or throws `EventRejected`. */
+export function applyFileObjectEvent(
+  state: ClusterState,
+  event: FileObjectEvent,
+  ctx: ApplyContext,
+): void {
+  const isSecret = event.type.startsWith("Secret");
+  const kind = isSecret ? "secret" : "config";
+  const table: Table<FileObjectRecord> = isSecret ? state.secrets : state.configs;
+  const names = isSecret ? state.secretNames : state.configNames;
+  const { data } = event;
+  if (event.type === "SecretCreated" || event.type === "ConfigCreated") {
+    if (table.has(data.id)) {
+      throw new EventRejected("already_exists", `Cannot create ${kind} ${data.id}: id in use`);
+    }
+    const name = event.data.spec.name;
+    if (names.has(name)) {
+      throw new EventRejected(
+        "name_conflict",
+        `name conflicts with an existing object: ${kind} ${name} already exists`,
+      );
+    }
+    table.put({ ...ctx.created(data.id), spec: event.data.spec });
+    return;
+  }
+  const rec = table.get(data.id);
+  if (rec === undefined) {
+    throw new EventRejected("not_found", `Cannot change ${kind} ${data.id}: no such ${kind}`);
+  }
+  ctx.checkVersion(kind, rec, event.meta.expect);
+  if (event.type === "SecretUpdated" || event.type === "ConfigUpdated") {
+    table.put(ctx.touched({ ...rec, spec: { ...rec.spec, labels: event.data.labels } }));
+    return;
+  }
+  const users: string[] = [];
+  for (const service of state.services.values()) {
+    const refs = isSecret ? service.spec.task.secrets : service.spec.task.configs;
+    if (refs.some((r) => r.id === rec.id)) users.push(service.spec.name);
+  }
+  if (users.length > 0) {
+    throw new EventRejected(
+      "in_use",
+      `${kind} '${rec.spec.name}' is in use by the following service: ${users.join(", ")}`,
+    );
+  }
+  table.delete(rec.id);
+}

@@ -1,0 +1,174 @@
+/**
+ * The service entity: created, updated (the old spec is kept for rollback), rolled back, given an
+ * endpoint and update status by the projections, and removed.
+ *
+ * Task specs are shared through `state.specs`: each spec version a service has had is stored once
+ * and reference-counted by the service (current and previous spec) and by every task created from
+ * it.
+ *
+ * @module
+ */
+import type { EventOf, ServiceSpec, TaskSpec } from "../../events/schema.ts";
+import { type ApplyContext, type ClusterState, type ServiceRecord, specKey } from "../state.ts";
+import { EventRejected } from "./rejection.ts";
+
+type ServiceEvent = EventOf<
+  | "ServiceCreated"
+  | "ServiceUpdated"
+  | "ServiceRolledBack"
+  | "ServiceUpdateStatusChanged"
+  | "ServiceEndpointAllocated"
+  | "ServiceRemoved"
+>;
+
+/** Folds one service event into the state, or throws `EventRejected`. */
+export function applyServiceEvent(
+  state: ClusterState,
+  event: ServiceEvent,
+  ctx: ApplyContext,
+): void {
+  const { data } = event;
+  if (event.type === "ServiceCreated") {
+    if (state.services.has(data.id)) {
+      throw new EventRejected("already_exists", `Cannot create service ${data.id}: id in use`);
+    }
+    const spec = event.data.spec;
+    checkName(state, spec.name, data.id);
+    checkReferences(state, spec);
+    state.services.put({ ...ctx.created(data.id), spec, specVersion: ctx.index });
+    addSpecRef(state, data.id, ctx.index, spec.task);
+    return;
+  }
+  const service = state.services.get(data.id);
+  if (service === undefined) {
+    throw new EventRejected("not_found", `Cannot change service ${data.id}: no such service`);
+  }
+  ctx.checkVersion("service", service, event.meta.expect);
+  let next: ServiceRecord;
+  switch (event.type) {
+    case "ServiceUpdated": {
+      const spec = event.data.spec;
+      if (spec.mode.kind !== service.spec.mode.kind) {
+        throw new EventRejected(
+          "invalid_argument",
+          `Cannot update service ${service.spec.name}: changing the mode from ${service.spec.mode.kind} to ${spec.mode.kind} is not allowed`,
+        );
+      }
+      checkName(state, spec.name, service.id);
+      checkReferences(state, spec);
+      if (service.previousSpecVersion !== undefined) {
+        dropSpecRef(state, service.id, service.previousSpecVersion);
+      }
+      addSpecRef(state, service.id, ctx.index, spec.task);
+      next = {
+        ...service,
+        spec,
+        specVersion: ctx.index,
+        previousSpec: service.spec,
+        previousSpecVersion: service.specVersion,
+      };
+      break;
+    }
+    case "ServiceRolledBack": {
+      if (service.previousSpec === undefined || service.previousSpecVersion === undefined) {
+        throw new EventRejected(
+          "invalid_transition",
+          `Cannot roll back service ${service.spec.name}: it has no previous spec`,
+        );
+      }
+      checkName(state, service.previousSpec.name, service.id);
+      dropSpecRef(state, service.id, service.specVersion);
+      next = {
+        ...service,
+        spec: service.previousSpec,
+        specVersion: service.previousSpecVersion,
+        previousSpec: undefined,
+        previousSpecVersion: undefined,
+      };
+      break;
+    }
+    case "ServiceUpdateStatusChanged":
+      next = { ...service, updateStatus: event.data.updateStatus };
+      break;
+    case "ServiceEndpointAllocated":
+      next = { ...service, endpoint: event.data.endpoint };
+      break;
+    case "ServiceRemoved":
+      dropSpecRef(state, service.id, service.specVersion);
+      if (service.previousSpecVersion !== undefined) {
+        dropSpecRef(state, service.id, service.previousSpecVersion);
+      }
+      state.services.delete(service.id);
+      return;
+  }
+  state.services.put(ctx.touched(next));
+}
+
+function checkName(state: ClusterState, name: string, id: string): void {
+  const owner = state.serviceNames.get(name);
+  if (owner !== undefined && owner !== id) {
+    throw new EventRejected(
+      "name_conflict",
+      `name conflicts with an existing object: service ${name} already exists`,
+    );
+  }
+}
+
+/** A service may only refer to secrets, configs and networks that exist. */
+function checkReferences(state: ClusterState, spec: ServiceSpec): void {
+  for (const ref of spec.task.secrets) {
+    if (!state.secrets.has(ref.id)) {
+      throw new EventRejected(
+        "invalid_reference",
+        `Cannot use secret ${ref.name} (${ref.id}) in service ${spec.name}: no such secret`,
+      );
+    }
+  }
+  for (const ref of spec.task.configs) {
+    if (!state.configs.has(ref.id)) {
+      throw new EventRejected(
+        "invalid_reference",
+        `Cannot use config ${ref.name} (${ref.id}) in service ${spec.name}: no such config`,
+      );
+    }
+  }
+  for (const net of spec.task.networks) {
+    if (!state.networks.has(net.target)) {
+      throw new EventRejected(
+        "invalid_reference",
+        `Cannot attach service ${spec.name} to network ${net.target}: no such network`,
+      );
+    }
+  }
+}
+
+/** Counts one more holder of a service's spec version, storing the spec on first use. */
+export function addSpecRef(
+  state: ClusterState,
+  serviceId: string,
+  version: number,
+  spec?: TaskSpec,
+): void {
+  const id = specKey(serviceId, version);
+  const rec = state.specs.get(id);
+  if (rec !== undefined) {
+    state.specs.put({ id, spec: rec.spec, refs: rec.refs + 1 });
+    return;
+  }
+  if (spec === undefined) {
+    throw new EventRejected(
+      "invalid_reference",
+      `Service ${serviceId} has no spec version ${version}`,
+    );
+  }
+  state.specs.put({ id, spec, refs: 1 });
+}
+
+/** Counts one holder fewer of a spec version, forgetting it when none is left. */
+export function dropSpecRef(state: ClusterState, serviceId: string, version: number): void {
+  const id = specKey(serviceId, version);
+  const rec = state.specs.get(id);
+  if (rec === undefined) return;
+  if (rec.refs <= 1) state.specs.delete(id);
+  else state.specs.put({ id, spec: rec.spec, refs: rec.refs - 1 });
+}
