@@ -476,7 +476,7 @@ export class ClusterHistory {
         });
       }
     }
-    if (roll < 90) {
+    if (roll < 90 || s.nodes.size === 0) {
       return { at: this.#at, by: "user:swarm.join", events: this.#nodeJoin(false) };
     }
     const nodes = [...s.nodes.values()];
