@@ -4,7 +4,9 @@
  *
  * @module
  */
-import type { EventOf } from "../../events/schema.ts";
+import type { EventOf, ShoalEvent } from "../../events/schema.ts";
+import type { ClusterCommand } from "../commands.ts";
+import { type DecideContext, userMeta } from "./decide_context.ts";
 import type { ApplyContext, ClusterRecord, ClusterState } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 
@@ -56,4 +58,68 @@ export function applyClusterEvent(
       break;
   }
   state.clusters.put(ctx.touched(next));
+}
+
+/** Decides the events of a swarm command, or throws `EventRejected`. */
+export function decideClusterCommand(
+  state: ClusterState,
+  command: ClusterCommand,
+  ctx: DecideContext,
+): ShoalEvent[] {
+  if (command.kind === "InitCluster") {
+    const existing = state.cluster;
+    if (existing !== undefined) {
+      throw new EventRejected(
+        "already_exists",
+        'This node is already part of a swarm. Use "shoal swarm leave" to leave this swarm and join another one.',
+      );
+    }
+    const { node } = command;
+    return [
+      {
+        type: "ClusterCreated",
+        v: 1,
+        data: {
+          id: ctx.newId(),
+          spec: command.spec,
+          rootCA: command.rootCA,
+          joinTokens: command.joinTokens,
+        },
+        meta: userMeta(ctx, "swarm init"),
+      },
+      {
+        type: "NodeRegistered",
+        v: 1,
+        data: {
+          id: node.id,
+          description: node.description,
+          spec: { name: "", labels: {}, desiredRole: "manager", availability: "active" },
+          role: "manager",
+          addr: node.addr,
+        },
+        meta: userMeta(ctx, "first manager of the swarm"),
+      },
+    ];
+  }
+  const cluster = state.cluster;
+  if (cluster === undefined) {
+    throw new EventRejected(
+      "not_found",
+      'This node is not a swarm manager. Use "shoal swarm init" or "shoal swarm join" to connect this node to swarm and try again.',
+    );
+  }
+  if (command.kind === "UpdateCluster") {
+    return [{
+      type: "ClusterSpecUpdated",
+      v: 1,
+      data: { id: cluster.id, spec: command.spec },
+      meta: userMeta(ctx, "swarm update", command.version ?? cluster.version),
+    }];
+  }
+  return [{
+    type: "ClusterJoinTokenRotated",
+    v: 1,
+    data: { id: cluster.id, role: command.role, token: command.token },
+    meta: userMeta(ctx, `rotate ${command.role} join token`, cluster.version),
+  }];
 }

@@ -5,7 +5,10 @@
  *
  * @module
  */
-import type { EventOf } from "../../events/schema.ts";
+import type { EventOf, ShoalEvent } from "../../events/schema.ts";
+import type { FileObjectCommand } from "../commands.ts";
+import { resolve } from "../lookup.ts";
+import { type DecideContext, userMeta } from "./decide_context.ts";
 import type { ApplyContext, ClusterState, FileObjectRecord } from "../state.ts";
 import type { Table } from "../table.ts";
 import { EventRejected } from "./rejection.ts";
@@ -65,4 +68,46 @@ export function applyFileObjectEvent(
     );
   }
   table.delete(rec.id);
+}
+
+/** Decides the events of a secret or config command, or throws `EventRejected`. */
+export function decideFileObjectCommand(
+  state: ClusterState,
+  command: FileObjectCommand,
+  ctx: DecideContext,
+): ShoalEvent[] {
+  const kind = command.object;
+  const secret = kind === "secret";
+  if (command.kind === "CreateFileObject") {
+    const names = secret ? state.secretNames : state.configNames;
+    if (names.has(command.spec.name)) {
+      throw new EventRejected(
+        "name_conflict",
+        `name conflicts with an existing object: ${kind} ${command.spec.name} already exists`,
+      );
+    }
+    return [{
+      type: secret ? "SecretCreated" : "ConfigCreated",
+      v: 1,
+      data: { id: ctx.newId(), spec: command.spec },
+      meta: userMeta(ctx, `${kind} create`),
+    }];
+  }
+  const rec = secret
+    ? resolve("secret", state.secrets, state.secretNames, command.ref)
+    : resolve("config", state.configs, state.configNames, command.ref);
+  if (command.kind === "UpdateFileObject") {
+    return [{
+      type: secret ? "SecretUpdated" : "ConfigUpdated",
+      v: 1,
+      data: { id: rec.id, labels: command.labels },
+      meta: userMeta(ctx, `${kind} update`, command.version ?? rec.version),
+    }];
+  }
+  return [{
+    type: secret ? "SecretRemoved" : "ConfigRemoved",
+    v: 1,
+    data: { id: rec.id },
+    meta: userMeta(ctx, `${kind} rm`, rec.version),
+  }];
 }

@@ -3,7 +3,10 @@
  *
  * @module
  */
-import type { EventOf } from "../../events/schema.ts";
+import type { EventOf, ShoalEvent } from "../../events/schema.ts";
+import type { NetworkCommand } from "../commands.ts";
+import { resolve } from "../lookup.ts";
+import { type DecideContext, userMeta } from "./decide_context.ts";
 import type { ApplyContext, ClusterState } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 
@@ -46,4 +49,33 @@ export function applyNetworkEvent(
     );
   }
   state.networks.delete(network.id);
+}
+
+/** Decides the events of a network command, or throws `EventRejected`. */
+export function decideNetworkCommand(
+  state: ClusterState,
+  command: NetworkCommand,
+  ctx: DecideContext,
+): ShoalEvent[] {
+  if (command.kind === "CreateNetwork") {
+    if (state.networkNames.has(command.spec.name)) {
+      throw new EventRejected(
+        "name_conflict",
+        `network with name ${command.spec.name} already exists`,
+      );
+    }
+    return [{
+      type: "NetworkCreated",
+      v: 1,
+      data: { id: ctx.newId(), spec: command.spec },
+      meta: userMeta(ctx, "network create"),
+    }];
+  }
+  const net = resolve("network", state.networks, state.networkNames, command.ref);
+  return [{
+    type: "NetworkRemoved",
+    v: 1,
+    data: { id: net.id },
+    meta: userMeta(ctx, "network rm", net.version),
+  }];
 }

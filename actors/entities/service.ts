@@ -8,7 +8,10 @@
  *
  * @module
  */
-import type { EventOf, ServiceSpec, TaskSpec } from "../../events/schema.ts";
+import type { EventOf, ServiceSpec, ShoalEvent, TaskSpec } from "../../events/schema.ts";
+import type { ServiceCommand } from "../commands.ts";
+import { resolve } from "../lookup.ts";
+import { type DecideContext, userMeta } from "./decide_context.ts";
 import { type ApplyContext, type ClusterState, type ServiceRecord, specKey } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 
@@ -171,4 +174,81 @@ export function dropSpecRef(state: ClusterState, serviceId: string, version: num
   if (rec === undefined) return;
   if (rec.refs <= 1) state.specs.delete(id);
   else state.specs.put({ id, spec: rec.spec, refs: rec.refs - 1 });
+}
+
+/** The service a reference names: an id, a name, or an unambiguous id prefix. */
+export function resolveService(state: ClusterState, ref: string): ServiceRecord {
+  return resolve("service", state.services, state.serviceNames, ref);
+}
+
+/** Decides the events of a service command, or throws `EventRejected`. */
+export function decideServiceCommand(
+  state: ClusterState,
+  command: ServiceCommand,
+  ctx: DecideContext,
+): ShoalEvent[] {
+  if (command.kind === "CreateService") {
+    checkName(state, command.spec.name, "");
+    checkReferences(state, command.spec);
+    return [{
+      type: "ServiceCreated",
+      v: 1,
+      data: { id: ctx.newId(), spec: command.spec },
+      meta: userMeta(ctx, "service create"),
+    }];
+  }
+  const service = resolveService(state, command.service);
+  const updated = (spec: ServiceSpec, reason: string, version?: number): ShoalEvent[] => {
+    if (spec.mode.kind !== service.spec.mode.kind) {
+      throw new EventRejected(
+        "invalid_argument",
+        `service mode change is not allowed (service ${service.spec.name} is ${service.spec.mode.kind})`,
+      );
+    }
+    checkName(state, spec.name, service.id);
+    checkReferences(state, spec);
+    return [{
+      type: "ServiceUpdated",
+      v: 1,
+      data: { id: service.id, spec },
+      meta: userMeta(ctx, reason, version ?? service.version),
+    }];
+  };
+  switch (command.kind) {
+    case "UpdateService":
+      return updated(command.spec, "service update", command.version);
+    case "ScaleService": {
+      const mode = service.spec.mode;
+      if (mode.kind !== "replicated") {
+        throw new EventRejected(
+          "invalid_argument",
+          `${service.spec.name}: scale can only be used with replicated mode`,
+        );
+      }
+      return updated(
+        { ...service.spec, mode: { kind: "replicated", replicas: command.replicas } },
+        `service scale ${service.spec.name}=${command.replicas}`,
+      );
+    }
+    case "RollbackService":
+      if (service.previousSpec === undefined) {
+        throw new EventRejected(
+          "invalid_transition",
+          `service ${service.spec.name} does not have a previous spec`,
+        );
+      }
+      return [{
+        type: "ServiceRolledBack",
+        v: 1,
+        data: { id: service.id },
+        meta: userMeta(ctx, "service rollback", command.version ?? service.version),
+      }];
+    case "RemoveService":
+      return [{
+        type: "ServiceRemoved",
+        v: 1,
+        data: { id: service.id },
+        meta: userMeta(ctx, "service rm", service.version),
+      }];
+  }
 }

@@ -30,6 +30,17 @@ export function serviceSpec(name: string, replicas = 1, extra: Record<string, un
   });
 }
 
+/** A node description for tests. */
+export function nodeDescription(hostname: string) {
+  return NodeDescription.parse({
+    hostname,
+    platform: { os: "linux", architecture: "x86_64" },
+    resources: { nanoCPUs: 2e9, memoryBytes: 2 ** 30 },
+    engine: {},
+    runtimes: ["process"],
+  });
+}
+
 /** Builders for each event, with sensible defaults. */
 export const ev = {
   clusterCreated(id = "c1"): ShoalEvent {
@@ -51,13 +62,7 @@ export const ev = {
       v: 1,
       data: {
         id,
-        description: NodeDescription.parse({
-          hostname,
-          platform: { os: "linux", architecture: "x86_64" },
-          resources: { nanoCPUs: 2e9, memoryBytes: 2 ** 30 },
-          engine: {},
-          runtimes: ["process"],
-        }),
+        description: nodeDescription(hostname),
         spec: { name: "", labels: {}, desiredRole: role, availability: "active" },
         role,
         addr: "127.0.0.1",
