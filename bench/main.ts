@@ -1,0 +1,34 @@
+/**
+ * `deno task bench <name> [--json]`: runs one benchmark (or `all`), printing a human table and,
+ * with `--json`, one JSON object on the last line. Record results in bench/RESULTS.md.
+ *
+ * @module
+ */
+import { runSnapshotBench } from "./snapshot_bench.ts";
+import { runReplayBench } from "./replay_bench.ts";
+import { runCodecBench } from "./codec_bench.ts";
+
+type Bench = (options: { json: boolean }) => unknown;
+
+const BENCHES: Record<string, Bench> = {
+  codec: runCodecBench,
+  replay: runReplayBench,
+  snapshot: runSnapshotBench,
+};
+
+async function main(args: string[]): Promise<number> {
+  const json = args.includes("--json");
+  const names = args.filter((a) => !a.startsWith("--"));
+  if (names.length === 0 || names.some((n) => n !== "all" && !(n in BENCHES))) {
+    console.error(
+      `usage: deno task bench <${Object.keys(BENCHES).join("|")}|all> [--json]` +
+        (names.length ? `\nunknown benchmark: ${names.filter((n) => !(n in BENCHES))}` : ""),
+    );
+    return 2;
+  }
+  const chosen = names.includes("all") ? Object.keys(BENCHES) : names;
+  for (const name of chosen) await BENCHES[name]({ json });
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
