@@ -253,35 +253,40 @@ export class ApplyContext {
   at = 0;
   /** Position of the event being applied in its batch. */
   position = 0;
-  #startVersions = new Map<string, number>();
+  /** The journal of the state being changed. */
+  journal: Journal | undefined;
 
   /** Resets the context for a new batch. */
-  reset(index: number, at: number): void {
+  reset(index: number, at: number, journal: Journal): void {
     this.index = index;
     this.at = at;
     this.position = 0;
-    this.#startVersions.clear();
+    this.journal = journal;
   }
 
   /**
-   * Rejects the event unless `record` is at the version the proposer expected. A record changed
-   * earlier in the same batch is compared at the version it had before the batch.
+   * Rejects the event unless `record` is at the version the proposer expected (when it said). A
+   * record changed earlier in the same batch is compared at the version it had before the batch.
    */
-  checkVersion(
+  checkVersion<R extends RecordMeta>(
     kind: string,
-    record: RecordMeta,
+    table: ReadonlyTable<R>,
+    record: R,
     expect: number | undefined,
   ): void {
-    const key = `${kind}/${record.id}`;
-    let version = this.#startVersions.get(key);
-    if (version === undefined) {
-      version = record.version;
-      this.#startVersions.set(key, version);
+    if (expect === undefined) return;
+    let version: number | undefined = record.version;
+    // Only a change made by this very entry carries its index: look up the version before it.
+    if (version === this.index && this.journal !== undefined) {
+      const before = this.journal.before(table as ReadonlyTable<Row>, record.id);
+      if (before.found) version = (before.row as R | undefined)?.version;
     }
-    if (expect !== undefined && expect !== version) {
+    if (expect !== version) {
       throw new EventRejected(
         "version_conflict",
-        `Cannot change ${kind} ${record.id}: expected version ${expect}, current version is ${version}`,
+        `Cannot change ${kind} ${record.id}: expected version ${expect}, current version is ${
+          version ?? "none (created in the same batch)"
+        }`,
       );
     }
   }
@@ -308,7 +313,7 @@ export function applyBatch(state: ClusterState, batch: Batch, index: number): Ap
     throw new RangeError(`Cannot apply entry ${index}: state is already at index ${state.index}`);
   }
   const ctx = sharedContext;
-  ctx.reset(index, batch.at);
+  ctx.reset(index, batch.at, state.journal);
   state.journal.begin();
   const events = batch.events;
   try {

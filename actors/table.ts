@@ -58,6 +58,17 @@ export class Journal {
     this.#open = false;
   }
 
+  /**
+   * The value a row had when the batch began, if the batch changed it: the first recorded
+   * previous value. `found` is false when the batch has not changed the row.
+   */
+  before(table: ReadonlyTable<Row>, id: string): { found: boolean; row?: Row } {
+    for (const e of this.#entries) {
+      if (e.table === table && e.id === id) return { found: true, row: e.prev };
+    }
+    return { found: false };
+  }
+
   /** Notes a row's value before a change. */
   record(table: Table<Row>, id: string, prev: Row | undefined): void {
     if (this.#open) this.#entries.push({ table, id, prev });

@@ -41,7 +41,7 @@ export function applyClusterEvent(
   if (cluster === undefined) {
     throw new EventRejected("not_found", `Cannot change swarm ${data.id}: no such swarm`);
   }
-  ctx.checkVersion("swarm", cluster, event.meta.expect);
+  ctx.checkVersion("swarm", state.clusters, cluster, event.meta.expect);
   let next: ClusterRecord;
   switch (event.type) {
     case "ClusterSpecUpdated":

@@ -51,7 +51,7 @@ export function applyFileObjectEvent(
   if (rec === undefined) {
     throw new EventRejected("not_found", `Cannot change ${kind} ${data.id}: no such ${kind}`);
   }
-  ctx.checkVersion(kind, rec, event.meta.expect);
+  ctx.checkVersion(kind, table, rec, event.meta.expect);
   if (event.type === "SecretUpdated" || event.type === "ConfigUpdated") {
     table.put(ctx.touched({ ...rec, spec: { ...rec.spec, labels: event.data.labels } }));
     return;

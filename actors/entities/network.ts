@@ -35,7 +35,7 @@ export function applyNetworkEvent(
   if (network === undefined) {
     throw new EventRejected("not_found", `Cannot remove network ${data.id}: no such network`);
   }
-  ctx.checkVersion("network", network, event.meta.expect);
+  ctx.checkVersion("network", state.networks, network, event.meta.expect);
   const users: string[] = [];
   for (const service of state.services.values()) {
     if (service.spec.task.networks.some((n) => n.target === network.id)) {

@@ -49,7 +49,7 @@ export function applyNodeEvent(state: ClusterState, event: NodeEvent, ctx: Apply
   if (node === undefined) {
     throw new EventRejected("not_found", `Cannot change node ${data.id}: no such node`);
   }
-  ctx.checkVersion("node", node, event.meta.expect);
+  ctx.checkVersion("node", state.nodes, node, event.meta.expect);
   let next: NodeRecord;
   switch (event.type) {
     case "NodeDescriptionUpdated":

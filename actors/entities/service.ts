@@ -46,7 +46,7 @@ export function applyServiceEvent(
   if (service === undefined) {
     throw new EventRejected("not_found", `Cannot change service ${data.id}: no such service`);
   }
-  ctx.checkVersion("service", service, event.meta.expect);
+  ctx.checkVersion("service", state.services, service, event.meta.expect);
   let next: ServiceRecord;
   switch (event.type) {
     case "ServiceUpdated": {

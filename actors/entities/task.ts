@@ -64,7 +64,7 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
   if (task === undefined) {
     throw new EventRejected("not_found", `Cannot change task ${data.id}: no such task`);
   }
-  ctx.checkVersion("task", task, event.meta.expect);
+  ctx.checkVersion("task", state.tasks, task, event.meta.expect);
   const state_ = task.status.state;
   let next: TaskRecord;
   switch (event.type) {
@@ -72,6 +72,8 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
       if (state_ !== TaskState.new) throw badMove(task, "allocate", "new");
       next = {
         ...task,
+        version: ctx.index,
+        updatedAt: ctx.at,
         ports: event.data.ports,
         addresses: event.data.addresses,
         status: {
@@ -107,6 +109,8 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
       }
       next = {
         ...task,
+        version: ctx.index,
+        updatedAt: ctx.at,
         nodeId,
         status: {
           state: TaskState.assigned,
@@ -119,10 +123,15 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
     }
     case "TaskUnschedulable":
       if (state_ !== TaskState.pending) throw badMove(task, "mark unschedulable", "pending");
-      next = { ...task, status: { ...task.status, timestamp: ctx.at, err: event.data.message } };
+      next = {
+        ...task,
+        version: ctx.index,
+        updatedAt: ctx.at,
+        status: { ...task.status, timestamp: ctx.at, err: event.data.message },
+      };
       break;
     case "TaskStatusReported":
-      next = { ...task, status: checkReport(task, event) };
+      next = { ...task, version: ctx.index, updatedAt: ctx.at, status: checkReport(task, event) };
       break;
     case "TaskDesiredStateChanged": {
       const desired = event.data.desiredState;
@@ -142,7 +151,12 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
           } to ${taskStateName(desired)}`,
         );
       }
-      next = { ...task, desiredState: desired as TaskStateValue };
+      next = {
+        ...task,
+        version: ctx.index,
+        updatedAt: ctx.at,
+        desiredState: desired as TaskStateValue,
+      };
       break;
     }
     case "TaskRemoved":
@@ -156,7 +170,7 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
       state.tasks.delete(task.id);
       return;
   }
-  state.tasks.put(ctx.touched(next));
+  state.tasks.put(next);
 }
 
 function createTask(state: ClusterState, event: EventOf<"TaskCreated">, ctx: ApplyContext): void {
