@@ -32,6 +32,8 @@ import { decideNetworkCommand } from "./entities/network.ts";
 export type ClusterCommand =
   | {
     kind: "InitCluster";
+    /** Chosen by the caller: the root CA names it. */
+    clusterId: string;
     spec: ClusterSpec;
     rootCA: RootCA;
     joinTokens: { worker: string; manager: string };

@@ -31,6 +31,7 @@ function swarm(): Folder {
   const f = new Folder();
   run(f, {
     kind: "InitCluster",
+    clusterId: "swarm1",
     spec: ClusterSpec.parse({}),
     rootCA: { certPem: "c", keyPem: "k", digest: "d" },
     joinTokens: { worker: "w", manager: "m" },
@@ -45,12 +46,13 @@ function swarm(): Folder {
 
 Deno.test("decide InitCluster creates the swarm and its first manager, once", () => {
   const f = swarm();
-  assert.match(f.state.cluster!.id, /^id\d+$/);
+  assert.equal(f.state.cluster!.id, "swarm1");
   assert.equal(f.state.nodes.get("mgr1")?.role, "manager");
   refused(
     f,
     {
       kind: "InitCluster",
+      clusterId: "swarm2",
       spec: ClusterSpec.parse({}),
       rootCA: { certPem: "", keyPem: "", digest: "" },
       joinTokens: { worker: "", manager: "" },

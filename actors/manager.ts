@@ -206,6 +206,11 @@ export class Manager {
     for (const p of this.#projections) this.#spawnProjection(p, term);
   }
 
+  /** The log this manager follows. */
+  get log(): EventLog {
+    return this.#log;
+  }
+
   /** Whether projections are running here. */
   get leading(): boolean {
     return this.#leading;

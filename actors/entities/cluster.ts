@@ -80,7 +80,7 @@ export function decideClusterCommand(
         type: "ClusterCreated",
         v: 1,
         data: {
-          id: ctx.newId(),
+          id: command.clusterId,
           spec: command.spec,
           rootCA: command.rootCA,
           joinTokens: command.joinTokens,

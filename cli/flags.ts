@@ -1,0 +1,99 @@
+/**
+ * A small parser for Docker-style command lines: `--name value`, `--name=value`, boolean
+ * `--flag`, short aliases (`-q`), repeatable flags, and `--` to end options. Unknown flags are an
+ * error that names the flag, as Docker's CLI does.
+ *
+ * @module
+ */
+
+/** What one flag takes. */
+export interface FlagSpec {
+  /** Long name without dashes. */
+  name: string;
+  /** One-letter alias without the dash. */
+  short?: string;
+  /** `boolean` flags take no value; `string` flags take one; `list` flags may repeat. */
+  kind: "boolean" | "string" | "list";
+  /** Shown in help. */
+  description: string;
+  /** Value when absent (string flags). */
+  default?: string;
+}
+
+/** Parsed flags and the remaining positional arguments. */
+export interface ParsedArgs {
+  flags: Record<string, string | boolean | string[] | undefined>;
+  args: string[];
+}
+
+/** A command line the user got wrong: the message says what and how to fix it. */
+export class UsageError extends Error {
+  /** Creates a usage error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parses `argv` against `specs`. */
+export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): ParsedArgs {
+  const byName = new Map<string, FlagSpec>();
+  for (const s of specs) {
+    byName.set(s.name, s);
+    if (s.short) byName.set(s.short, s);
+  }
+  const flags: ParsedArgs["flags"] = {};
+  for (const s of specs) {
+    flags[s.name] = s.kind === "boolean" ? false : s.kind === "list" ? [] : s.default;
+  }
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") {
+      args.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      args.push(arg);
+      continue;
+    }
+    const long = arg.startsWith("--");
+    const body = arg.slice(long ? 2 : 1);
+    const eq = body.indexOf("=");
+    const name = eq >= 0 ? body.slice(0, eq) : body;
+    const spec = byName.get(name);
+    if (spec === undefined || (long ? spec.name !== name : spec.short !== name)) {
+      throw new UsageError(`unknown flag: ${arg.slice(0, long ? 2 + name.length : 2)}`);
+    }
+    if (spec.kind === "boolean") {
+      if (eq >= 0) {
+        const v = body.slice(eq + 1);
+        if (v !== "true" && v !== "false") {
+          throw new UsageError(`invalid argument "${v}" for "--${spec.name}" flag: not a boolean`);
+        }
+        flags[spec.name] = v === "true";
+      } else flags[spec.name] = true;
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) value = body.slice(eq + 1);
+    else if (i + 1 < argv.length) value = argv[++i];
+    else throw new UsageError(`flag needs an argument: --${spec.name}`);
+    if (spec.kind === "list") (flags[spec.name] as string[]).push(value);
+    else flags[spec.name] = value;
+  }
+  return { flags, args };
+}
+
+/** Help text for a command's flags, aligned like Docker's. */
+export function flagHelp(specs: readonly FlagSpec[]): string {
+  const rows = specs.map((s) => {
+    const left = `${s.short ? `-${s.short}, ` : "    "}--${s.name}${
+      s.kind === "boolean" ? "" : " " + (s.kind === "list" ? "list" : "string")
+    }`;
+    const def = s.default !== undefined ? ` (default "${s.default}")` : "";
+    return [left, s.description + def] as const;
+  });
+  const width = Math.max(...rows.map(([l]) => l.length));
+  return rows.map(([l, r]) => `  ${l.padEnd(width)}   ${r}`).join("\n");
+}

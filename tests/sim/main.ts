@@ -1,0 +1,80 @@
+/**
+ * `deno task sim --seeds N [--steps K] [--start S]` runs N seeds of the simulation across both
+ * cores and prints `N seeds, V violations`; `deno task sim --seed S --trace` replays one seed
+ * exactly and prints a readable trace. Exit status 1 when any seed violates an invariant.
+ *
+ * @module
+ */
+import { runFoldSeed, type SeedResult } from "./fold_sim.ts";
+
+interface Job {
+  seeds: number[];
+  steps: number;
+}
+
+function option(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(`--${name}`);
+  const raw = i >= 0 ? args[i + 1] : args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error(`--${name} needs a whole number, got "${raw}"`);
+    Deno.exit(2);
+  }
+  return n;
+}
+
+async function runParallel(seeds: number[], steps: number): Promise<SeedResult[]> {
+  const workers = Math.max(1, Math.min(navigator.hardwareConcurrency, seeds.length));
+  const parts: number[][] = Array.from({ length: workers }, () => []);
+  seeds.forEach((s, i) => parts[i % workers].push(s));
+  const results = await Promise.all(
+    parts.map((part) =>
+      new Promise<SeedResult[]>((resolve, reject) => {
+        const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+        worker.onmessage = (e) => {
+          worker.terminate();
+          resolve(e.data as SeedResult[]);
+        };
+        worker.onerror = (e) => {
+          worker.terminate();
+          reject(new Error(e.message));
+        };
+        worker.postMessage({ seeds: part, steps } satisfies Job);
+      })
+    ),
+  );
+  return results.flat().sort((a, b) => a.seed - b.seed);
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  const steps = option(args, "steps", 300);
+  if (args.includes("--seed") || args.some((a) => a.startsWith("--seed="))) {
+    const seed = option(args, "seed", 0);
+    const result = runFoldSeed(seed, steps, args.includes("--trace") ? console.log : undefined);
+    console.log(
+      `seed ${seed}: ${result.entries} entries, ${result.events} events, ${result.rejected} rejected batches` +
+        (result.violation ? `\nVIOLATION: ${result.violation}` : ", no violations"),
+    );
+    Deno.exit(result.violation ? 1 : 0);
+  }
+  const count = option(args, "seeds", 100);
+  const start = option(args, "start", 1);
+  const seeds = Array.from({ length: count }, (_, i) => start + i);
+  const t0 = performance.now();
+  const results = await runParallel(seeds, steps);
+  const bad = results.filter((r) => r.violation);
+  for (const r of bad) {
+    console.log(
+      `seed ${r.seed}: ${r.violation}\n  reproduce: deno task sim --seed ${r.seed} --steps ${steps} --trace`,
+    );
+  }
+  const events = results.reduce((n, r) => n + r.events, 0);
+  console.log(
+    `${count} seeds, ${bad.length} violations (${events} events in ${
+      ((performance.now() - t0) / 1000).toFixed(1)
+    } s)`,
+  );
+  Deno.exit(bad.length ? 1 : 0);
+}
