@@ -75,13 +75,17 @@ function batches(count: number, size: number): Batch[] {
 
 /** Best rate (units per second) of `ROUNDS` rounds of about `roundMs` each. */
 function rate(roundMs: number, unitsPerCall: number, call: () => void): number {
-  // Warm up and find how many calls fill a round.
+  // Warm up while finding how many calls fill a round.
   let calls = 1;
-  for (let t = 0; t < roundMs / 4;) {
+  for (;;) {
     const start = performance.now();
     for (let i = 0; i < calls; i++) call();
-    t = performance.now() - start;
-    if (t < roundMs / 4) calls *= 2;
+    const ms = performance.now() - start;
+    if (ms >= roundMs / 4) {
+      calls = Math.max(1, Math.round((calls * roundMs) / ms));
+      break;
+    }
+    calls *= 2;
   }
   let best = 0;
   for (let r = 0; r < ROUNDS; r++) {
@@ -109,10 +113,29 @@ function measure(codec: EventCodec, data: Batch[], roundMs: number) {
   return { encode, decode, bytesPerEvent: bytes / events };
 }
 
+/** The same figures for JSON.stringify + TextEncoder and back: the baseline to beat. */
+function measureJson(data: Batch[], roundMs: number) {
+  const events = data.reduce((sum, b) => sum + b.events.length, 0);
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const encoded = data.map((b) => encoder.encode(JSON.stringify(b)));
+  let sink = 0;
+  const encode = rate(roundMs, events, () => {
+    for (const b of data) sink += encoder.encode(JSON.stringify(b)).length;
+  });
+  const decode = rate(roundMs, events, () => {
+    for (const bytes of encoded) sink += JSON.parse(decoder.decode(bytes)).events.length;
+  });
+  if (sink < 0) throw new Error("unreachable");
+  const bytes = encoded.reduce((sum, b) => sum + b.length, 0);
+  return { encode, decode, bytesPerEvent: bytes / events };
+}
+
 /**
  * Runs the benchmark, prints a table (and, with `json`, a JSON object on the last line) and
  * returns the figures: events/s for encode and decode in the shared-structure and inline
- * formats, at 100 and at 1 event per batch, bytes per event, and CRC32C MB/s.
+ * formats, at 100 and at 1 event per batch, bytes per event, the same for JSON, and CRC32C
+ * MB/s.
  */
 export function runCodecBench(options: CodecBenchOptions): Promise<Record<string, number>> {
   const roundMs = options.roundMs ?? 200;
@@ -125,7 +148,7 @@ export function runCodecBench(options: CodecBenchOptions): Promise<Record<string
   const i100 = measure(inline, large, roundMs);
   const s1 = measure(shared, single, roundMs);
   const i1 = measure(inline, single, roundMs);
-  const jsonBytes = new TextEncoder().encode(JSON.stringify(large[0])).length / 100;
+  const json = measureJson(large, roundMs);
 
   const block = new Uint8Array(1 << 20).map((_, i) => i * 31);
   let sink = 0;
@@ -145,7 +168,9 @@ export function runCodecBench(options: CodecBenchOptions): Promise<Record<string
     codec_inline_batch1_encode_events_per_s: Math.round(i1.encode),
     codec_inline_batch1_decode_events_per_s: Math.round(i1.decode),
     codec_inline_batch1_bytes_per_event: round1(i1.bytesPerEvent),
-    codec_json_bytes_per_event: round1(jsonBytes),
+    json_encode_events_per_s: Math.round(json.encode),
+    json_decode_events_per_s: Math.round(json.decode),
+    json_bytes_per_event: round1(json.bytesPerEvent),
     crc32c_mb_per_s: Math.round(crcMBps),
   };
 
@@ -154,6 +179,7 @@ export function runCodecBench(options: CodecBenchOptions): Promise<Record<string
     ["inline structures, 100/batch", i100],
     ["shared structures, 1/batch", s1],
     ["inline structures, 1/batch", i1],
+    ["JSON + UTF-8, 100/batch (for comparison)", json],
   ] as const;
   const lines = [
     "codec (TaskStatusReported + TaskCreated)   encode ev/s   decode ev/s   bytes/event",
@@ -161,7 +187,6 @@ export function runCodecBench(options: CodecBenchOptions): Promise<Record<string
       label.padEnd(41) + fmt(r.encode).padStart(13) + fmt(r.decode).padStart(14) +
       r.bytesPerEvent.toFixed(1).padStart(14)
     ),
-    `${"JSON, for comparison".padEnd(68)}${jsonBytes.toFixed(1).padStart(14)}`,
     `crc32c: ${fmt(crcMBps)} MB/s`,
   ];
   console.log(lines.join("\n"));
