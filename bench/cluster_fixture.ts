@@ -6,7 +6,7 @@
  */
 import { type Batch, type ShoalEvent, TaskState } from "../events/schema.ts";
 import { applyBatch, ClusterState } from "../actors/state.ts";
-import { ev, serviceSpec } from "../tests/_harness/events.ts";
+import { ev } from "../tests/_harness/events.ts";
 import { SeededRandom } from "../tests/_harness/cluster_history.ts";
 
 /** Options of the fixture. */
@@ -31,7 +31,10 @@ export function buildRunningCluster(
     }
   };
   const nodeIds = Array.from({ length: opts.nodes }, () => rnd.id());
-  emit([ev.clusterCreated(rnd.id()), ...nodeIds.map((id, i) => ev.nodeRegistered(id, `node-${i}`))]);
+  emit([
+    ev.clusterCreated(rnd.id()),
+    ...nodeIds.map((id, i) => ev.nodeRegistered(id, `node-${i}`)),
+  ]);
   emit(nodeIds.map((id) => ({
     type: "NodeStatusChanged" as const,
     v: 1 as const,
@@ -51,8 +54,9 @@ export function buildRunningCluster(
     const placed = taskIds.map((id, i) => [id, nodeIds[(made + i) % nodeIds.length]] as const);
     emit(placed.map(([id, node]) => ev.taskAssigned(id, node)));
     for (const state of [TaskState.accepted, TaskState.running] as const) {
-      emit(placed.map(([id, node]) => ({
-        ...ev.taskReported(id, state, `agent:${node}`),
+      emit(placed.map(([id, node]): ShoalEvent => ({
+        type: "TaskStatusReported",
+        v: 1,
         data: {
           id,
           status: {
@@ -62,6 +66,7 @@ export function buildRunningCluster(
             err: "",
           },
         },
+        meta: { by: `agent:${node}`, reason: "task progressed" },
       })));
     }
     made += count;

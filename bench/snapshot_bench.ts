@@ -32,8 +32,20 @@ export function runSnapshotBench(options: { json: boolean; tasks?: number; nodes
   return report("snapshot", [
     { metric: "tasks", value: tasks, unit: "" },
     { metric: "nodes", value: nodes, unit: "" },
-    { metric: "snapshot_ms", value: median(save), unit: "ms", goal: "≤ 500", ok: median(save) <= 500 },
-    { metric: "restore_ms", value: median(load), unit: "ms", goal: "≤ 500", ok: median(load) <= 500 },
+    {
+      metric: "snapshot_ms",
+      value: median(save),
+      unit: "ms",
+      goal: "≤ 500",
+      ok: median(save) <= 500,
+    },
+    {
+      metric: "restore_ms",
+      value: median(load),
+      unit: "ms",
+      goal: "≤ 500",
+      ok: median(load) <= 500,
+    },
     { metric: "restore_first_ms", value: load[0], unit: "ms" },
     { metric: "size_mb", value: Number(mb.toFixed(2)), unit: "MB", goal: "≤ 15", ok: mb <= 15 },
   ], { json: options.json, extra: { runs: 5 } });

@@ -142,7 +142,7 @@ export const RootCA = z.object({
 /** The swarm's root certificate authority. */
 export type RootCA = z.infer<typeof RootCA>;
 
-/** The secret parts of the two join tokens. */
+/** The two join tokens (`SWMTKN-1-<CA digest>-<secret>`), one per role. */
 export const JoinTokens = z.object({
   worker: z.string(),
   manager: z.string(),
@@ -526,8 +526,13 @@ export const EventMeta = z.object({
 /** Provenance and expected version of an event. */
 export type EventMeta = z.infer<typeof EventMeta>;
 
-function event<T extends string, D extends z.ZodType>(type: T, data: D) {
-  return z.object({ type: z.literal(type), v: z.literal(1), data, meta: EventMeta });
+/** Declares an event type: its name, its shape version (1 unless superseded), and its data. */
+function event<T extends string, D extends z.ZodType, V extends number = 1>(
+  type: T,
+  data: D,
+  v: V = 1 as V,
+) {
+  return z.object({ type: z.literal(type), v: z.literal(v), data, meta: EventMeta });
 }
 
 const withId = <S extends z.ZodRawShape>(shape: S) => z.object({ id: Id, ...shape });
@@ -688,6 +693,11 @@ export type EventType = ShoalEvent["type"];
 /** One event type's shape, by name. */
 export type EventOf<T extends EventType> = Extract<ShoalEvent, { type: T }>;
 
+/** Most events one batch may hold (DESIGN.md contract 9). */
+export const MAX_BATCH_EVENTS = 500;
+/** Most bytes one encoded batch may take (DESIGN.md contract 9; SwarmKit's 1.5 MiB). */
+export const MAX_BATCH_BYTES = 1_572_864;
+
 /**
  * One proposal: events applied atomically, as one log entry (DESIGN.md contract 2). `at` is the
  * proposer's clock, stamped once, so the fold never reads a clock.
@@ -696,14 +706,9 @@ export const Batch = z.object({
   at: Millis,
   by: z.string().min(1),
   events: z.array(ShoalEvent).min(1, "a batch holds at least one event").max(
-    500,
-    "a batch holds at most 500 events",
+    MAX_BATCH_EVENTS,
+    `a batch holds at most ${MAX_BATCH_EVENTS} events`,
   ),
 });
 /** One proposal: events applied atomically, as one log entry. */
 export type Batch = z.infer<typeof Batch>;
-
-/** Most events one batch may hold (DESIGN.md contract 9). */
-export const MAX_BATCH_EVENTS = 500;
-/** Most bytes one encoded batch may take (DESIGN.md contract 9; SwarmKit's 1.5 MiB). */
-export const MAX_BATCH_BYTES = 1_572_864;

@@ -1,0 +1,173 @@
+/**
+ * A Shoal node process: opens its data dir, replays its log into a manager, initialises a swarm on
+ * first start, and serves the API. Today it runs the single-node cluster of `deno task start`
+ * (one manager, its own log in SQLite); the Raft and join work extends it to many nodes.
+ *
+ * @module
+ */
+import { ClusterSpec, type NodeDescription } from "../events/schema.ts";
+import { SqliteLog, type SyncMode } from "../events/sqlite_log.ts";
+import { newId } from "../events/ids.ts";
+import { Manager } from "../actors/manager.ts";
+import type { Logger } from "../actors/runtime.ts";
+import { createApiHandler } from "../web/api.ts";
+import { createRootCA, newJoinToken } from "./ca.ts";
+
+/** Options of {@linkcode startNode}. */
+export interface NodeOptions {
+  /** Where the node keeps its log and identity. Created when missing. */
+  dataDir: string;
+  /** `host:port` the API listens on; port 0 picks a free one. */
+  listenAddr: string;
+  /** SQLite sync mode of the log (default `full`). */
+  synchronous?: SyncMode;
+  logger?: Logger;
+}
+
+/** A running node. */
+export interface RunningNode {
+  manager: Manager;
+  nodeId: string;
+  /** Where the API listens, as `http://host:port`. */
+  apiUrl: string;
+  /** Whether this start created the swarm. */
+  created: boolean;
+  /** Marks the node down in the log and stops everything. */
+  close(): Promise<void>;
+}
+
+interface Identity {
+  nodeId: string;
+}
+
+/** Reads this node's identity from the data dir, creating it on first start. */
+async function loadIdentity(dataDir: string): Promise<Identity> {
+  const path = `${dataDir}/node.json`;
+  try {
+    const parsed = JSON.parse(await Deno.readTextFile(path)) as Identity;
+    if (typeof parsed.nodeId !== "string" || !/^[0-9a-z]{25}$/.test(parsed.nodeId)) {
+      throw new Error(`${path} holds no valid node id`);
+    }
+    return parsed;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    const identity = { nodeId: newId() };
+    await Deno.writeTextFile(path, JSON.stringify(identity, null, 2) + "\n");
+    return identity;
+  }
+}
+
+/** What this machine is, as a node description (Go's names for os and architecture). */
+export function describeThisNode(): NodeDescription {
+  return {
+    hostname: Deno.hostname(),
+    platform: { os: Deno.build.os, architecture: Deno.build.arch },
+    resources: {
+      nanoCPUs: navigator.hardwareConcurrency * 1e9,
+      memoryBytes: Deno.systemMemoryInfo().total,
+    },
+    engine: { engineVersion: "", labels: {} },
+    runtimes: ["process"],
+  };
+}
+
+/** Splits `host:port`, with a clear error for anything else. */
+export function parseHostPort(addr: string): { hostname: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(addr);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) {
+    throw new RangeError(`invalid address "${addr}": expected HOST:PORT, e.g. 127.0.0.1:4375`);
+  }
+  return { hostname: m[1].replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/** Starts a node; resolves once its state is replayed and its API listens. */
+export async function startNode(options: NodeOptions): Promise<RunningNode> {
+  const { hostname, port } = parseHostPort(options.listenAddr);
+  await Deno.mkdir(options.dataDir, { recursive: true });
+  const { nodeId } = await loadIdentity(options.dataDir);
+  const log = new SqliteLog({
+    path: `${options.dataDir}/log.db`,
+    synchronous: options.synchronous,
+  });
+  const manager = new Manager({ log, logger: options.logger });
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  try {
+    await manager.start();
+    await manager.setLeader(true);
+    const handler = createApiHandler(manager);
+    server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
+    const apiAddr = `${server.addr.hostname}:${server.addr.port}`;
+    const by = `node:${nodeId}`;
+
+    let created = false;
+    if (manager.state.cluster === undefined) {
+      const clusterId = newId();
+      const rootCA = await createRootCA({ clusterId, now: Date.now() });
+      await manager.execute({
+        kind: "InitCluster",
+        clusterId,
+        spec: ClusterSpec.parse({}),
+        rootCA,
+        joinTokens: { worker: newJoinToken(rootCA), manager: newJoinToken(rootCA) },
+        node: { id: nodeId, description: describeThisNode(), addr: apiAddr },
+      }, { by: "user:swarm.init" });
+      created = true;
+    }
+    const self = manager.state.nodes.get(nodeId);
+    if (self === undefined) {
+      throw new Error(
+        `this data dir belongs to node ${nodeId}, which is not a member of swarm ${manager.state.cluster?.id}`,
+      );
+    }
+    await manager.propose([
+      {
+        type: "NodeStatusChanged",
+        v: 1,
+        data: { id: nodeId, status: { state: "ready", message: "", addr: hostname } },
+        meta: { by, reason: "node process started" },
+      },
+      {
+        type: "NodeManagerStatusChanged",
+        v: 1,
+        data: {
+          id: nodeId,
+          managerStatus: { raftId: "1", addr: apiAddr, leader: true, reachability: "reachable" },
+        },
+        meta: { by, reason: "only manager of a single-node swarm" },
+      },
+    ], by);
+
+    let closed = false;
+    return {
+      manager,
+      nodeId,
+      apiUrl: `http://${apiAddr}`,
+      created,
+      async close() {
+        if (closed) return;
+        closed = true;
+        try {
+          await manager.propose([{
+            type: "NodeStatusChanged",
+            v: 1,
+            data: {
+              id: nodeId,
+              status: { state: "down", message: "node shut down", addr: hostname },
+            },
+            meta: { by, reason: "node process stopping" },
+          }], by);
+        } finally {
+          await server?.shutdown();
+          await manager.stop();
+          await log.close();
+        }
+      },
+    };
+  } catch (err) {
+    await server?.shutdown();
+    await manager.stop();
+    await log.close();
+    throw err;
+  }
+}
