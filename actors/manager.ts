@@ -259,7 +259,7 @@ export class Manager {
   /** Retires the actors of entities the batch removed. */
   #retire(batch: Batch): void {
     for (const e of batch.events) {
-      const family = REMOVALS[e.type];
+      const family = REMOVALS.get(e.type);
       if (family !== undefined) void this.#system.stop(`${family}/${e.data.id}`);
     }
   }
@@ -346,13 +346,14 @@ export class Manager {
   }
 }
 
-const REMOVALS: Partial<Record<string, string>> = {
-  NodeRemoved: "node",
-  ServiceRemoved: "service",
-  SecretRemoved: "secret",
-  ConfigRemoved: "config",
-  NetworkRemoved: "network",
-};
+/** The actor family each removal retires (a map: decoded type strings are not internalised). */
+const REMOVALS: ReadonlyMap<string, string> = new Map([
+  ["NodeRemoved", "node"],
+  ["ServiceRemoved", "service"],
+  ["SecretRemoved", "secret"],
+  ["ConfigRemoved", "config"],
+  ["NetworkRemoved", "network"],
+]);
 
 function rejectionError(r: Rejection): EventRejected {
   return new EventRejected(r.code as EventRejected["code"], r.reason);

@@ -344,52 +344,56 @@ export function applyBatch(state: ClusterState, batch: Batch, index: number): Ap
 
 const APPLIED: ApplyResult = { applied: true };
 
+type EntityApply = (state: ClusterState, event: never, ctx: ApplyContext) => void;
+
+/**
+ * Which entity applies each event type. A map, not a switch: decoded type strings are not
+ * internalised, so one hash lookup beats a chain of string comparisons on the replay path.
+ */
+const APPLY_BY_TYPE: ReadonlyMap<string, EntityApply> = new Map<ShoalEvent["type"], EntityApply>([
+  ["TaskCreated", applyTaskEvent],
+  ["TaskAllocated", applyTaskEvent],
+  ["TaskAssigned", applyTaskEvent],
+  ["TaskUnschedulable", applyTaskEvent],
+  ["TaskStatusReported", applyTaskEvent],
+  ["TaskDesiredStateChanged", applyTaskEvent],
+  ["TaskRemoved", applyTaskEvent],
+  ["ServiceCreated", applyServiceEvent],
+  ["ServiceUpdated", applyServiceEvent],
+  ["ServiceRolledBack", applyServiceEvent],
+  ["ServiceUpdateStatusChanged", applyServiceEvent],
+  ["ServiceEndpointAllocated", applyServiceEvent],
+  ["ServiceRemoved", applyServiceEvent],
+  ["NodeRegistered", applyNodeEvent],
+  ["NodeDescriptionUpdated", applyNodeEvent],
+  ["NodeSpecUpdated", applyNodeEvent],
+  ["NodeRoleChanged", applyNodeEvent],
+  ["NodeStatusChanged", applyNodeEvent],
+  ["NodeManagerStatusChanged", applyNodeEvent],
+  ["NodeRemoved", applyNodeEvent],
+  ["ClusterCreated", applyClusterEvent],
+  ["ClusterSpecUpdated", applyClusterEvent],
+  ["ClusterJoinTokenRotated", applyClusterEvent],
+  ["ClusterRootCARotated", applyClusterEvent],
+  ["SecretCreated", applyFileObjectEvent],
+  ["SecretUpdated", applyFileObjectEvent],
+  ["SecretRemoved", applyFileObjectEvent],
+  ["ConfigCreated", applyFileObjectEvent],
+  ["ConfigUpdated", applyFileObjectEvent],
+  ["ConfigRemoved", applyFileObjectEvent],
+  ["NetworkCreated", applyNetworkEvent],
+  ["NetworkRemoved", applyNetworkEvent],
+]);
+
 function applyEvent(state: ClusterState, event: ShoalEvent, ctx: ApplyContext): void {
-  switch (event.type) {
-    case "TaskCreated":
-    case "TaskAllocated":
-    case "TaskAssigned":
-    case "TaskUnschedulable":
-    case "TaskStatusReported":
-    case "TaskDesiredStateChanged":
-    case "TaskRemoved":
-      return applyTaskEvent(state, event, ctx);
-    case "ServiceCreated":
-    case "ServiceUpdated":
-    case "ServiceRolledBack":
-    case "ServiceUpdateStatusChanged":
-    case "ServiceEndpointAllocated":
-    case "ServiceRemoved":
-      return applyServiceEvent(state, event, ctx);
-    case "NodeRegistered":
-    case "NodeDescriptionUpdated":
-    case "NodeSpecUpdated":
-    case "NodeRoleChanged":
-    case "NodeStatusChanged":
-    case "NodeManagerStatusChanged":
-    case "NodeRemoved":
-      return applyNodeEvent(state, event, ctx);
-    case "ClusterCreated":
-    case "ClusterSpecUpdated":
-    case "ClusterJoinTokenRotated":
-    case "ClusterRootCARotated":
-      return applyClusterEvent(state, event, ctx);
-    case "SecretCreated":
-    case "SecretUpdated":
-    case "SecretRemoved":
-    case "ConfigCreated":
-    case "ConfigUpdated":
-    case "ConfigRemoved":
-      return applyFileObjectEvent(state, event, ctx);
-    case "NetworkCreated":
-    case "NetworkRemoved":
-      return applyNetworkEvent(state, event, ctx);
-    default:
-      throw new EventRejected(
-        "unknown_event",
-        `Unknown event type "${(event as { type: string }).type}"`,
-      );
+  const apply = APPLY_BY_TYPE.get(event.type);
+  if (apply === undefined) {
+    throw new EventRejected(
+      "unknown_event",
+      `Unknown event type "${(event as { type: string }).type}"`,
+    );
   }
+  apply(state, event as never, ctx);
 }
 
 /** Read-only view of the tables, for code that must not change state. */
