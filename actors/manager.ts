@@ -49,6 +49,11 @@ export interface Projection {
    * be". Pure: time and ids come in `ctx`.
    */
   reconcile(state: ClusterState, ctx: ProjectionContext): ShoalEvent[];
+  /**
+   * When the projection next has something to do that no event will announce (a restart delay
+   * ending, an update delay elapsing): a time in ms, or undefined. The manager kicks it then.
+   */
+  wakeAt?(state: ClusterState, now: number): number | undefined;
 }
 
 /** What a projection's `reconcile` is given. */
@@ -104,6 +109,7 @@ export class Manager {
   #leading = false;
   #leaderTerm = 0;
   #dirty = new Set<string>();
+  #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
 
   /** Creates a manager over a log, starting from an empty state (or a restored one). */
   constructor(options: ManagerOptions, state: ClusterState = new ClusterState()) {
@@ -197,6 +203,7 @@ export class Manager {
     this.#leading = leading;
     this.#leaderTerm++;
     if (!leading) {
+      this.#clearWakes();
       await Promise.all(this.#projections.map((p) => this.#system.stop(`projection/${p.name}`)));
       return;
     }
@@ -220,6 +227,7 @@ export class Manager {
   async stop(): Promise<void> {
     this.#leading = false;
     this.#leaderTerm++;
+    this.#clearWakes();
     this.#abort.abort();
     await this.#following;
     if (this.#ownsSystem) await this.#system.shutdown();
@@ -315,11 +323,13 @@ export class Manager {
       receive: async () => {
         this.#dirty.delete(p.name);
         if (term !== this.#leaderTerm) return null;
+        const now = this.#clock();
         const events = p.reconcile(this.state, {
-          now: this.#clock(),
+          now,
           newId: this.#newId,
           cause: this.state.index,
         });
+        this.#scheduleWake(p, now);
         if (events.length === 0) return null;
         try {
           // Applying the entry kicks every projection again, this one included: level-triggered.
@@ -334,6 +344,25 @@ export class Manager {
       },
     });
     this.#kick(p.name);
+  }
+
+  /** Arms (or clears) the one timer that kicks a projection when its next deadline comes. */
+  #scheduleWake(p: Projection, now: number): void {
+    const old = this.#wakeTimers.get(p.name);
+    if (old !== undefined) clearTimeout(old);
+    this.#wakeTimers.delete(p.name);
+    const at = p.wakeAt?.(this.state, now);
+    if (at === undefined || !this.#leading) return;
+    const timer = setTimeout(() => {
+      this.#wakeTimers.delete(p.name);
+      if (this.#leading) this.#kick(p.name);
+    }, Math.max(0, at - now));
+    this.#wakeTimers.set(p.name, timer);
+  }
+
+  #clearWakes(): void {
+    for (const t of this.#wakeTimers.values()) clearTimeout(t);
+    this.#wakeTimers.clear();
   }
 
   /** Asks a projection to reconcile, unless it already has a request waiting. */

@@ -30,6 +30,8 @@ const slots: Projection = {
             nodeId: "",
             specVersion: svc.specVersion,
             desiredState: TaskState.running,
+            attempt: 0,
+            startAfter: 0,
           },
           meta: { by: "orchestrator", reason: `slot ${slot} has no task`, cause: ctx.cause },
         });

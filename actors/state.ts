@@ -87,6 +87,10 @@ export interface TaskRecord extends RecordMeta {
   /** The service spec version it runs; its spec is `state.taskSpec(task)`. */
   readonly specVersion: number;
   readonly desiredState: TaskStateValue;
+  /** Restart attempt in its slot under this spec (0: the first task). */
+  readonly attempt: number;
+  /** Time (ms) before which it must not be asked to run (a restart delay); 0: none. */
+  readonly startAfter: number;
   readonly status: TaskStatus;
   /** Ports and addresses the allocator gave it. */
   readonly ports: readonly PortConfig[];

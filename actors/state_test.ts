@@ -104,6 +104,8 @@ Deno.test("applyBatch keeps an agent at or below the desired state", () => {
       nodeId: "",
       specVersion: v,
       desiredState: TaskState.ready,
+      attempt: 0,
+      startAfter: 0,
     },
     meta: meta(),
   });
@@ -212,24 +214,31 @@ Deno.test("applyBatch keeps the previous spec for rollback and shares task specs
   f.ok(ev.clusterCreated());
   const v1 = f.ok(ev.serviceCreated("s1", "web", 1));
   f.ok(ev.taskCreated("t1", "s1", v1));
-  const update = {
+  const update = (args: string[]) => ({
     type: "ServiceUpdated" as const,
     v: 1 as const,
-    data: { id: "s1", spec: serviceSpec("web", 5) },
+    data: {
+      id: "s1",
+      spec: serviceSpec("web", 5, {
+        task: { runtime: { kind: "process", command: "/bin/sleep", args } },
+      }),
+    },
     meta: meta(),
-  };
-  const v2 = f.ok(update);
+  });
+  const v2 = f.ok(update(["1"]));
   let svc = f.state.services.get("s1")!;
   assert.equal(svc.specVersion, v2);
   assert.equal(svc.previousSpecVersion, v1);
+  assert.equal(svc.updateStatus?.state, "updating");
   assert.deepEqual(svc.previousSpec?.mode, { kind: "replicated", replicas: 1 });
   assert.equal(f.state.specs.get(specKey("s1", v1))!.refs, 2, "previous spec + task t1");
-  const v3 = f.ok(update);
+  const v3 = f.ok(update(["2"]));
   assert.equal(f.state.specs.get(specKey("s1", v1))!.refs, 1, "only t1 still runs v1");
   f.ok({ type: "ServiceRolledBack", v: 1, data: { id: "s1" }, meta: meta() });
   svc = f.state.services.get("s1")!;
   assert.equal(svc.specVersion, v2);
   assert.equal(svc.previousSpec, undefined);
+  assert.equal(svc.updateStatus?.state, "rollback_started");
   assert.equal(f.state.specs.has(specKey("s1", v3)), false, "v3 has no holder left");
   rejected(f, "invalid_transition", {
     type: "ServiceRolledBack",

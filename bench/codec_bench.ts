@@ -54,6 +54,8 @@ function taskCreated(n: number): EventOf<"TaskCreated"> {
       nodeId: "",
       specVersion: 3,
       desiredState: 512,
+      attempt: 0,
+      startAfter: 0,
     },
     meta: { by: "orchestrator", reason: "scale web to 1000", cause: 77, expect: 12 },
   };

@@ -34,7 +34,16 @@ function taskCreated(i: number): EventOf<"TaskCreated"> {
   return {
     type: "TaskCreated",
     v: 1,
-    data: { id: `task${i}`, serviceId: ID, slot: i, nodeId: "", specVersion: 1, desiredState: 512 },
+    data: {
+      id: `task${i}`,
+      serviceId: ID,
+      slot: i,
+      nodeId: "",
+      specVersion: 1,
+      desiredState: 512,
+      attempt: 0,
+      startAfter: 0,
+    },
     meta: { by: "orchestrator", reason: "scale up", expect: 3 },
   };
 }

@@ -604,9 +604,16 @@ export const TaskCreated = event(
     slot: z.number().int().nonnegative(),
     /** Fixed at creation for global services; empty otherwise. */
     nodeId: z.string(),
-    /** The service spec version this task runs (see `ServiceState.specVersion`). */
+    /** The service spec version this task runs (see `ServiceRecord.specVersion`). */
     specVersion: z.number().int().nonnegative(),
     desiredState: TaskStateSchema,
+    /** 0 for a slot's first task; n for its n-th restart under the same spec. */
+    attempt: z.number().int().nonnegative().default(0),
+    /**
+     * A restart delay as a fact (DESIGN.md contract 8): the task waits at ready until this time
+     * (ms), then the orchestrator asks it to run. 0: no delay.
+     */
+    startAfter: Millis.default(0),
   }),
 );
 /** The allocator gave a task its resources; the task now waits for a node (pending). */

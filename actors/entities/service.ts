@@ -14,6 +14,7 @@ import { resolve } from "../lookup.ts";
 import { type DecideContext, userMeta } from "./decide_context.ts";
 import { type ApplyContext, type ClusterState, type ServiceRecord, specKey } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
+import { equalData } from "../equal.ts";
 
 type ServiceEvent = EventOf<
   | "ServiceCreated"
@@ -59,16 +60,24 @@ export function applyServiceEvent(
       }
       checkName(state, spec.name, service.id);
       checkReferences(state, spec);
+      // Only a new task template (or --force) is a new spec version, which starts a rolling
+      // update; scaling or relabelling the service leaves its tasks alone (SwarmKit compares the
+      // task spec the same way).
+      const templateChanged = !equalData(spec.task, service.spec.task);
+      const specVersion = templateChanged ? ctx.index : service.specVersion;
       if (service.previousSpecVersion !== undefined) {
         dropSpecRef(state, service.id, service.previousSpecVersion);
       }
-      addSpecRef(state, service.id, ctx.index, spec.task);
+      addSpecRef(state, service.id, specVersion, spec.task);
       next = {
         ...service,
         spec,
-        specVersion: ctx.index,
+        specVersion,
         previousSpec: service.spec,
         previousSpecVersion: service.specVersion,
+        updateStatus: templateChanged
+          ? { state: "updating", startedAt: ctx.at, completedAt: 0, message: "update in progress" }
+          : service.updateStatus,
       };
       break;
     }
@@ -87,6 +96,12 @@ export function applyServiceEvent(
         specVersion: service.previousSpecVersion,
         previousSpec: undefined,
         previousSpecVersion: undefined,
+        updateStatus: service.previousSpecVersion === service.specVersion ? service.updateStatus : {
+          state: "rollback_started",
+          startedAt: ctx.at,
+          completedAt: 0,
+          message: "manually requested rollback",
+        },
       };
       break;
     }

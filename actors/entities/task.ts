@@ -228,6 +228,8 @@ function createTask(state: ClusterState, event: EventOf<"TaskCreated">, ctx: App
     nodeId: data.nodeId,
     specVersion: data.specVersion,
     desiredState: data.desiredState,
+    attempt: data.attempt,
+    startAfter: data.startAfter,
     status: { state: TaskState.new, timestamp: ctx.at, message: "created", err: "" },
     ports: [],
     addresses: [],

@@ -384,6 +384,8 @@ export class ClusterHistory {
         nodeId,
         specVersion,
         desiredState: TaskState.running,
+        attempt: 0,
+        startAfter: 0,
       },
       meta: this.#meta("orchestrator", slot ? `slot ${slot} has no task` : "node has no task"),
     };

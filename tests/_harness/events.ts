@@ -88,7 +88,16 @@ export const ev = {
     return {
       type: "TaskCreated",
       v: 1,
-      data: { id, serviceId, slot, nodeId, specVersion, desiredState: TaskState.running },
+      data: {
+        id,
+        serviceId,
+        slot,
+        nodeId,
+        specVersion,
+        desiredState: TaskState.running,
+        attempt: 0,
+        startAfter: 0,
+      },
       meta: meta("orchestrator"),
     };
   },
