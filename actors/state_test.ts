@@ -252,6 +252,15 @@ Deno.test("applyBatch keeps the previous spec for rollback and shares task specs
     data: { id: "s1", spec: { ...serviceSpec("web"), mode: { kind: "global" } } },
     meta: meta(),
   });
+  // Scaling is not a new spec version: tasks keep running what they run.
+  f.ok({
+    type: "ServiceUpdated",
+    v: 1,
+    data: { id: "s1", spec: { ...svc.spec, mode: { kind: "replicated", replicas: 9 } } },
+    meta: meta(),
+  });
+  assert.equal(f.state.services.get("s1")!.specVersion, v2);
+  assert.equal(f.state.services.get("s1")!.updateStatus?.state, "rollback_started");
   checkInvariants(f.state);
 });
 
