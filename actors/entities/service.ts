@@ -39,6 +39,7 @@ export function applyServiceEvent(
     const spec = event.data.spec;
     checkName(state, spec.name, data.id);
     checkReferences(state, spec);
+    checkPorts(state, spec, data.id);
     state.services.put({ ...ctx.created(data.id), spec, specVersion: ctx.index });
     addSpecRef(state, data.id, ctx.index, spec.task);
     return;
@@ -60,6 +61,7 @@ export function applyServiceEvent(
       }
       checkName(state, spec.name, service.id);
       checkReferences(state, spec);
+      checkPorts(state, spec, service.id);
       // Only a new task template (or --force) is a new spec version, which starts a rolling
       // update; scaling or relabelling the service leaves its tasks alone (SwarmKit compares the
       // task spec the same way).
@@ -129,6 +131,35 @@ function checkName(state: ClusterState, name: string, id: string): void {
       "name_conflict",
       `name conflicts with an existing object: service ${name} already exists`,
     );
+  }
+}
+
+/** An ingress port published explicitly belongs to one service (SwarmKit's message). */
+function checkPorts(state: ClusterState, spec: ServiceSpec, id: string): void {
+  const seen = new Set<string>();
+  for (const p of spec.endpoint.ports) {
+    if (p.publishMode !== "ingress" || p.publishedPort === 0) continue;
+    const key = `${p.protocol}/${p.publishedPort}`;
+    if (seen.has(key)) {
+      throw new EventRejected(
+        "invalid_argument",
+        `port '${p.publishedPort}' is published twice in service ${spec.name}`,
+      );
+    }
+    seen.add(key);
+    for (const other of state.services.values()) {
+      if (other.id === id) continue;
+      const taken = [...other.spec.endpoint.ports, ...(other.endpoint?.ports ?? [])].some((q) =>
+        q.publishMode === "ingress" && q.protocol === p.protocol &&
+        q.publishedPort === p.publishedPort
+      );
+      if (taken) {
+        throw new EventRejected(
+          "invalid_argument",
+          `port '${p.publishedPort}' is already in use by service '${other.spec.name}' (${other.id}) as an ingress port`,
+        );
+      }
+    }
   }
 }
 
@@ -205,6 +236,7 @@ export function decideServiceCommand(
   if (command.kind === "CreateService") {
     checkName(state, command.spec.name, "");
     checkReferences(state, command.spec);
+    checkPorts(state, command.spec, "");
     return [{
       type: "ServiceCreated",
       v: 1,
@@ -222,6 +254,7 @@ export function decideServiceCommand(
     }
     checkName(state, spec.name, service.id);
     checkReferences(state, spec);
+    checkPorts(state, spec, service.id);
     return [{
       type: "ServiceUpdated",
       v: 1,

@@ -1,0 +1,579 @@
+/**
+ * The orchestrator: makes the tasks of every service match its spec, level-triggered from the
+ * whole state (DESIGN.md contract 5). SwarmKit's semantics:
+ *
+ * - **Replicated services** have numbered slots. Missing slots get a task; extra slots are
+ *   removed (first the slots whose task is not running, then those on the nodes that run most of
+ *   the service, then the highest numbers).
+ * - **Global services** have one task per node that is not down, not drained and meets the
+ *   service's constraints; a node leaving that set loses its task.
+ * - **Restarts** follow the restart policy (condition, delay, max attempts, window). The delay is a
+ *   fact in the log: the new task is created waiting at `ready` with `startAfter`, and asked to run
+ *   when that time comes (the manager wakes the orchestrator for it), so a new leader resumes it
+ *   exactly. Tasks on a node that is down or drained are replaced at once, elsewhere.
+ * - **Rolling updates** replace tasks whose spec version is old, `parallelism` slots at a time,
+ *   `delay` apart, `stop-first` (the new task waits at ready until the old one has stopped) or
+ *   `start-first` (the old one stops once the new one runs). Rollbacks use the rollback config.
+ * - **History**: each slot (or node) keeps at most the cluster's task history retention limit of
+ *   tasks; older finished ones are deleted, and so are tasks asked to go (desired `remove`) once
+ *   they have stopped.
+ *
+ * Pure: time and ids come in `ctx`. At most `MAX_BATCH_EVENTS` events per call; the manager calls
+ * again after they are applied.
+ *
+ * @module
+ */
+import {
+  isTerminalTaskState,
+  MAX_BATCH_EVENTS,
+  type ServiceSpec,
+  type ShoalEvent,
+  TaskState,
+  type TaskStateValue,
+  type UpdateConfig,
+} from "../../../events/schema.ts";
+import type { ClusterState, NodeRecord, ServiceRecord, TaskRecord } from "../../state.ts";
+import type { Projection, ProjectionContext } from "../../manager.ts";
+import { nodeMatchesConstraints } from "../constraints.ts";
+
+const BY = "orchestrator";
+
+/** The orchestrator projection. */
+export const orchestrator: Projection = {
+  name: BY,
+  reconcile: (state, ctx) => orchestrate(state, ctx),
+  wakeAt: nextDeadline,
+};
+
+/** Collects events, each task changed at most once per call, up to the batch limit. */
+class Plan {
+  readonly events: ShoalEvent[] = [];
+  readonly #touched = new Set<string>();
+  constructor(readonly ctx: ProjectionContext) {}
+
+  get full(): boolean {
+    return this.events.length >= MAX_BATCH_EVENTS;
+  }
+
+  /** Whether the task may still be changed in this plan. */
+  free(task: TaskRecord): boolean {
+    return !this.#touched.has(task.id);
+  }
+
+  desired(task: TaskRecord, desiredState: TaskStateValue, reason: string): void {
+    if (this.full || !this.free(task) || task.desiredState >= desiredState) return;
+    this.#touched.add(task.id);
+    this.events.push({
+      type: "TaskDesiredStateChanged",
+      v: 1,
+      data: { id: task.id, desiredState },
+      meta: { by: BY, reason, cause: this.ctx.cause, expect: task.version },
+    });
+  }
+
+  create(
+    service: ServiceRecord,
+    slot: number,
+    nodeId: string,
+    reason: string,
+    options: { attempt?: number; startAfter?: number; desired?: TaskStateValue } = {},
+  ): void {
+    if (this.full) return;
+    const startAfter = options.startAfter ?? 0;
+    this.events.push({
+      type: "TaskCreated",
+      v: 1,
+      data: {
+        id: this.ctx.newId(),
+        serviceId: service.id,
+        slot,
+        nodeId,
+        specVersion: service.specVersion,
+        desiredState: options.desired ??
+          (startAfter > this.ctx.now ? TaskState.ready : TaskState.running),
+        attempt: options.attempt ?? 0,
+        startAfter,
+      },
+      meta: { by: BY, reason, cause: this.ctx.cause },
+    });
+  }
+
+  remove(task: TaskRecord, reason: string): void {
+    if (this.full || !this.free(task)) return;
+    this.#touched.add(task.id);
+    this.events.push({
+      type: "TaskRemoved",
+      v: 1,
+      data: { id: task.id },
+      meta: { by: BY, reason, cause: this.ctx.cause, expect: task.version },
+    });
+  }
+
+  updateStatus(service: ServiceRecord, state: "completed" | "rollback_completed"): void {
+    if (this.full) return;
+    const started = service.updateStatus?.startedAt ?? this.ctx.now;
+    this.events.push({
+      type: "ServiceUpdateStatusChanged",
+      v: 1,
+      data: {
+        id: service.id,
+        updateStatus: {
+          state,
+          startedAt: started,
+          completedAt: this.ctx.now,
+          message: state === "completed" ? "update completed" : "rollback completed",
+        },
+      },
+      meta: {
+        by: BY,
+        reason: `${service.spec.name}: all tasks run the new spec`,
+        cause: this.ctx.cause,
+        expect: service.version,
+      },
+    });
+  }
+}
+
+/** The events that move every service toward its spec (at most one batch of them). */
+export function orchestrate(state: ClusterState, ctx: ProjectionContext): ShoalEvent[] {
+  const plan = new Plan(ctx);
+  const retention = state.cluster?.spec.orchestration.taskHistoryRetentionLimit ?? 5;
+  for (const service of state.services.values()) {
+    if (plan.full) break;
+    const mode = service.spec.mode.kind;
+    if (mode === "replicated") reconcileReplicated(state, service, plan);
+    else if (mode === "global") reconcileGlobal(state, service, plan);
+    // Jobs (replicated-job, global-job) are not run yet: their tasks are left as they are.
+    reapHistory(state, service.id, retention, plan);
+  }
+  reapOrphans(state, plan);
+  return plan.events;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared rules
+
+/** A task the orchestrator still counts on: asked to be ready or running. */
+function isLive(t: TaskRecord): boolean {
+  return t.desiredState <= TaskState.running;
+}
+
+/** A node whose tasks must be replaced elsewhere: gone, down, or drained. */
+function nodeLost(state: ClusterState, nodeId: string): string | undefined {
+  if (nodeId === "") return undefined;
+  const node = state.nodes.get(nodeId);
+  if (node === undefined) return "node was removed";
+  if (node.status.state === "down") return "node is down";
+  if (node.spec.availability === "drain") return "node is drained";
+  return undefined;
+}
+
+/**
+ * Whether a finished task may be restarted under its service's policy, and with what delay.
+ * Returns undefined when the policy says no.
+ */
+function restartPlan(
+  state: ClusterState,
+  service: ServiceRecord,
+  dead: TaskRecord,
+  now: number,
+): { attempt: number; startAfter: number } | undefined {
+  const policy = state.taskSpec(dead).restart;
+  const failed = dead.status.state !== TaskState.complete;
+  if (policy.condition === "none") return undefined;
+  if (policy.condition === "on-failure" && !failed) return undefined;
+  const sameSpec = dead.specVersion === service.specVersion;
+  const attempt = sameSpec ? dead.attempt + 1 : 0;
+  if (policy.maxAttempts > 0 && sameSpec) {
+    let restarts = dead.attempt;
+    if (policy.window > 0) {
+      // Only restarts made within the window count: those tasks of the slot created in it.
+      restarts = 0;
+      for (const t of slotTasks(state, dead)) {
+        if (
+          t.attempt > 0 && t.specVersion === dead.specVersion && t.createdAt >= now - policy.window
+        ) {
+          restarts++;
+        }
+      }
+    }
+    if (restarts >= policy.maxAttempts) return undefined;
+  }
+  return { attempt, startAfter: policy.delay > 0 ? now + policy.delay : 0 };
+}
+
+/** The tasks sharing a task's slot (replicated) or node (global). */
+function slotTasks(state: ClusterState, task: TaskRecord): TaskRecord[] {
+  const out: TaskRecord[] = [];
+  for (const t of state.tasksOf(task.serviceId)) {
+    if (task.slot !== 0 ? t.slot === task.slot : t.nodeId === task.nodeId && t.slot === 0) {
+      out.push(t);
+    }
+  }
+  return out;
+}
+
+/** Newest first: by creation index (version order of creation is the log order). */
+function newestFirst(a: TaskRecord, b: TaskRecord): number {
+  return b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1);
+}
+
+/**
+ * Handles the live task of a slot: restarts it when it finished or its node is lost, starts it
+ * when its restart delay is over. Returns true when the slot still has a task that counts.
+ */
+function tendLiveTask(
+  state: ClusterState,
+  service: ServiceRecord,
+  task: TaskRecord,
+  plan: Plan,
+): boolean {
+  const lost = task.status.state >= TaskState.assigned ? nodeLost(state, task.nodeId) : undefined;
+  if (isTerminalTaskState(task.status.state) || lost !== undefined) {
+    if (!plan.free(task)) return true;
+    const why = lost ?? `task ${stateWord(task.status.state)}`;
+    plan.desired(task, TaskState.shutdown, `${why}: replacing it`);
+    const slot = task.slot;
+    const nodeId = service.spec.mode.kind === "global" ? task.nodeId : "";
+    if (lost !== undefined) {
+      // Moved, not failed: no delay, not an attempt.
+      if (nodeId === "") {
+        plan.create(service, slot, nodeId, `slot ${slot}: ${lost}`, { attempt: task.attempt });
+      }
+      return true;
+    }
+    const restart = restartPlan(state, service, task, plan.ctx.now);
+    if (restart !== undefined) {
+      plan.create(service, slot, nodeId, `restart policy: ${why}`, restart);
+    }
+    return true;
+  }
+  if (
+    task.desiredState === TaskState.ready && task.startAfter > 0 && task.startAfter <= plan.ctx.now
+  ) {
+    plan.desired(task, TaskState.running, "restart delay elapsed");
+  }
+  return true;
+}
+
+function stateWord(state: number): string {
+  switch (state) {
+    case TaskState.complete:
+      return "completed";
+    case TaskState.failed:
+      return "failed";
+    case TaskState.rejected:
+      return "was rejected";
+    case TaskState.orphaned:
+      return "was orphaned";
+    default:
+      return "stopped";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicated services
+
+function reconcileReplicated(state: ClusterState, service: ServiceRecord, plan: Plan): void {
+  const mode = service.spec.mode;
+  if (mode.kind !== "replicated") return;
+  // Slots in use: those with any task not being removed.
+  const slots = new Map<number, TaskRecord[]>();
+  for (const t of state.tasksOf(service.id)) {
+    if (t.desiredState === TaskState.remove) continue;
+    const list = slots.get(t.slot);
+    if (list) list.push(t);
+    else slots.set(t.slot, [t]);
+  }
+
+  // Scale down first: choose the slots to give up.
+  if (slots.size > mode.replicas) {
+    const perNode = new Map<string, number>();
+    for (const list of slots.values()) {
+      for (const t of list) if (isLive(t)) perNode.set(t.nodeId, (perNode.get(t.nodeId) ?? 0) + 1);
+    }
+    const ranked = [...slots.entries()].map(([slot, list]) => {
+      const live = list.find(isLive);
+      return {
+        slot,
+        list,
+        running: live?.status.state === TaskState.running ? 1 : 0,
+        load: live ? perNode.get(live.nodeId) ?? 0 : Infinity,
+      };
+    }).sort((a, b) => a.running - b.running || b.load - a.load || b.slot - a.slot);
+    for (const r of ranked.slice(0, slots.size - mode.replicas)) {
+      for (const t of r.list) plan.desired(t, TaskState.remove, `scaled down to ${mode.replicas}`);
+      slots.delete(r.slot);
+    }
+  }
+
+  let outdated: TaskRecord[] = [];
+  for (const [slot, list] of slots) {
+    if (plan.full) return;
+    const live = list.filter(isLive).sort(newestFirst);
+    if (live.length === 0) {
+      // The slot's newest task finished and was not restarted: restart it if the policy now
+      // allows (a new spec resets the attempts), else the slot stays finished.
+      const newest = [...list].sort(newestFirst)[0];
+      const restart = restartPlan(state, service, newest, plan.ctx.now);
+      if (restart !== undefined) {
+        plan.create(service, slot, "", `slot ${slot} has no running task`, restart);
+      }
+      continue;
+    }
+    for (const t of live) tendLiveTask(state, service, t, plan);
+    if (advanceUpdate(state, service, list, live, plan)) outdated = outdated.concat(live);
+  }
+
+  // Scale up: new slots take the lowest free numbers.
+  let next = 1;
+  for (let have = slots.size; have < mode.replicas && !plan.full; have++) {
+    while (slots.has(next)) next++;
+    slots.set(next, []);
+    plan.create(service, next, "", `scaled up to ${mode.replicas}: slot ${next} is new`);
+  }
+
+  rollingUpdate(state, service, outdated, slots.size, plan);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global services
+
+function reconcileGlobal(state: ClusterState, service: ServiceRecord, plan: Plan): void {
+  const byNode = new Map<string, TaskRecord[]>();
+  for (const t of state.tasksOf(service.id)) {
+    if (t.desiredState === TaskState.remove) continue;
+    const list = byNode.get(t.nodeId);
+    if (list) list.push(t);
+    else byNode.set(t.nodeId, [t]);
+  }
+  const spec = service.spec;
+  let outdated: TaskRecord[] = [];
+  let eligibleCount = 0;
+  for (const node of state.nodes.values()) {
+    if (plan.full) return;
+    const list = byNode.get(node.id) ?? [];
+    byNode.delete(node.id);
+    const live = list.filter(isLive).sort(newestFirst);
+    const why = globalIneligible(node, spec);
+    if (why !== undefined) {
+      for (const t of live) plan.desired(t, TaskState.shutdown, `node ${node.id}: ${why}`);
+      continue;
+    }
+    eligibleCount++;
+    if (live.length === 0) {
+      if (node.spec.availability !== "active") continue; // paused: keeps what it has, gets nothing new
+      const newest = [...list].sort(newestFirst)[0];
+      const restart = newest === undefined
+        ? { attempt: 0, startAfter: 0 }
+        : restartPlan(state, service, newest, plan.ctx.now);
+      if (restart !== undefined) {
+        plan.create(
+          service,
+          0,
+          node.id,
+          `node ${node.id} has no task of this global service`,
+          restart,
+        );
+      }
+      continue;
+    }
+    for (const t of live) tendLiveTask(state, service, t, plan);
+    if (advanceUpdate(state, service, list, live, plan)) outdated = outdated.concat(live);
+  }
+  // Tasks on nodes that no longer exist.
+  for (const list of byNode.values()) {
+    for (const t of list) if (isLive(t)) plan.desired(t, TaskState.shutdown, "node was removed");
+  }
+  rollingUpdate(state, service, outdated, eligibleCount, plan);
+}
+
+/** Why a node may not run a task of this global service, or undefined when it may. */
+function globalIneligible(node: NodeRecord, spec: ServiceSpec): string | undefined {
+  if (node.status.state === "down") return "node is down";
+  if (node.spec.availability === "drain") return "node is drained";
+  const kind = spec.task.runtime.kind;
+  if (!node.description.runtimes.includes(kind)) return `node cannot run ${kind} tasks`;
+  if (!nodeMatchesConstraints(node, spec.task.placement.constraints)) {
+    return "scheduling constraints not satisfied";
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rolling updates
+
+/**
+ * Moves an update along in one slot (or node): returns true when the slot has only outdated live
+ * tasks (it waits for the updater), false when it is current or being replaced.
+ */
+function advanceUpdate(
+  state: ClusterState,
+  service: ServiceRecord,
+  all: readonly TaskRecord[],
+  live: readonly TaskRecord[],
+  plan: Plan,
+): boolean {
+  const current = live.filter((t) => t.specVersion === service.specVersion);
+  if (current.length === 0) return live.length > 0;
+  // start-first: once the new task runs, the old ones go.
+  if (current.some((t) => t.status.state === TaskState.running)) {
+    for (const o of live) {
+      if (o.specVersion !== service.specVersion) {
+        plan.desired(o, TaskState.shutdown, "replaced by an updated task");
+      }
+    }
+  }
+  // stop-first: the new task waits at ready until every older task of the slot has stopped.
+  const oldStopped = all.every((t) =>
+    t.specVersion === service.specVersion || isTerminalTaskState(t.status.state) ||
+    t.status.state < TaskState.assigned || nodeLost(state, t.nodeId) !== undefined
+  );
+  for (const c of current) {
+    if (oldStopped && c.desiredState === TaskState.ready && c.startAfter === 0) {
+      plan.desired(c, TaskState.running, "the task it replaces has stopped");
+    }
+  }
+  return false;
+}
+
+/**
+ * Replaces outdated tasks (whose slot has no task of the current spec), `parallelism` at a time.
+ * A new batch starts when every updated task of the service runs and `delay` has passed since the
+ * last of them started running (times from the log, so a new leader continues the same way).
+ */
+function rollingUpdate(
+  state: ClusterState,
+  service: ServiceRecord,
+  outdated: TaskRecord[],
+  slotCount: number,
+  plan: Plan,
+): void {
+  const rollingBack = service.updateStatus?.state.startsWith("rollback") ?? false;
+  const config: UpdateConfig = rollingBack ? service.spec.rollback : service.spec.update;
+  // In flight: tasks of the current spec not yet running, whose slot still has an old task, or
+  // which are waiting to start.
+  let inFlight = 0;
+  let lastStarted = 0;
+  for (const t of state.tasksOf(service.id)) {
+    if (!isLive(t) || t.specVersion !== service.specVersion) continue;
+    if (t.status.state !== TaskState.running) {
+      if (t.attempt === 0 && t.startAfter === 0 && !isTerminalTaskState(t.status.state)) inFlight++;
+    } else lastStarted = Math.max(lastStarted, t.updatedAt);
+  }
+  if (outdated.length === 0) {
+    const st = service.updateStatus?.state;
+    if ((st === "updating" || st === "rollback_started") && inFlight === 0) {
+      plan.updateStatus(service, st === "updating" ? "completed" : "rollback_completed");
+    }
+    return;
+  }
+  if (
+    service.updateStatus?.state === "paused" || service.updateStatus?.state === "rollback_paused"
+  ) {
+    return;
+  }
+  const parallelism = config.parallelism === 0 ? slotCount : config.parallelism;
+  if (inFlight >= parallelism) return;
+  if (
+    inFlight === 0 && config.delay > 0 && lastStarted > 0 &&
+    plan.ctx.now < lastStarted + config.delay
+  ) {
+    return; // the manager wakes us when the delay is over (nextDeadline)
+  }
+  const order = [...outdated].sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1));
+  for (const old of order.slice(0, parallelism - inFlight)) {
+    if (plan.full || !plan.free(old)) break;
+    const nodeId = service.spec.mode.kind === "global" ? old.nodeId : "";
+    const verb = rollingBack ? "rollback" : "update";
+    if (config.order === "start-first") {
+      plan.create(service, old.slot, nodeId, `${verb}: start-first replacement of ${old.id}`);
+    } else {
+      plan.desired(old, TaskState.shutdown, `${verb}: stop-first, replacing it`);
+      plan.create(service, old.slot, nodeId, `${verb}: replaces ${old.id} once it stops`, {
+        desired: isTerminalTaskState(old.status.state) || old.status.state < TaskState.assigned
+          ? TaskState.running
+          : TaskState.ready,
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History and removal
+
+/** Deletes finished tasks beyond the retention limit per slot or node, oldest first. */
+function reapHistory(state: ClusterState, serviceId: string, retention: number, plan: Plan): void {
+  const groups = new Map<string, TaskRecord[]>();
+  for (const t of state.tasksOf(serviceId)) {
+    if (t.desiredState === TaskState.remove) {
+      if (removable(t)) plan.remove(t, "removed task has stopped");
+      continue;
+    }
+    const key = t.slot !== 0 ? `s${t.slot}` : `n${t.nodeId}`;
+    const list = groups.get(key);
+    if (list) list.push(t);
+    else groups.set(key, [t]);
+  }
+  if (retention < 0) return;
+  for (const list of groups.values()) {
+    if (list.length <= retention) continue;
+    const oldest = list.filter((t) => !isLive(t) && removable(t)).sort(newestFirst).reverse();
+    for (const t of oldest.slice(0, list.length - Math.max(retention, 1))) {
+      plan.remove(t, `task history retention limit ${retention}`);
+    }
+  }
+}
+
+/** Tasks of services that no longer exist: asked to go, then deleted once stopped. */
+function reapOrphans(state: ClusterState, plan: Plan): void {
+  for (const id of state.tasksByDesiredState.get(TaskState.running)) {
+    if (plan.full) return;
+    const t = state.tasks.get(id)!;
+    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+  }
+  for (const id of state.tasksByDesiredState.get(TaskState.ready)) {
+    const t = state.tasks.get(id)!;
+    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+  }
+  for (const id of state.tasksByDesiredState.get(TaskState.shutdown)) {
+    const t = state.tasks.get(id)!;
+    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+  }
+  for (const id of state.tasksByDesiredState.get(TaskState.remove)) {
+    if (plan.full) return;
+    const t = state.tasks.get(id)!;
+    if (!state.services.has(t.serviceId) && removable(t)) plan.remove(t, "service was removed");
+  }
+}
+
+/** The fold deletes only tasks that stopped or never reached a node. */
+function removable(t: TaskRecord): boolean {
+  return isTerminalTaskState(t.status.state) || t.status.state < TaskState.assigned;
+}
+
+/** The next time something is due: a restart delay or an update delay ending. */
+function nextDeadline(state: ClusterState, now: number): number | undefined {
+  let next: number | undefined;
+  const consider = (t: number) => {
+    if (t > now && (next === undefined || t < next)) next = t;
+  };
+  for (const id of state.tasksByDesiredState.get(TaskState.ready)) {
+    const t = state.tasks.get(id)!;
+    if (t.startAfter > 0) consider(t.startAfter);
+  }
+  for (const service of state.services.values()) {
+    const st = service.updateStatus?.state;
+    if (st !== "updating" && st !== "rollback_started") continue;
+    const config = st === "updating" ? service.spec.update : service.spec.rollback;
+    if (config.delay === 0) continue;
+    let lastStarted = 0;
+    for (const t of state.tasksOf(service.id)) {
+      if (t.specVersion === service.specVersion && t.status.state === TaskState.running) {
+        lastStarted = Math.max(lastStarted, t.updatedAt);
+      }
+    }
+    if (lastStarted > 0) consider(lastStarted + config.delay);
+  }
+  return next;
+}

@@ -1,0 +1,292 @@
+import assert from "node:assert/strict";
+import { ClusterSpec, TaskState } from "../../../events/schema.ts";
+import { ControlLoop } from "../../../tests/_harness/control_loop.ts";
+import { ev, meta, serviceSpec } from "../../../tests/_harness/events.ts";
+import { orchestrator } from "./decide.ts";
+
+function cluster(nodes: string[], retention = 5): ControlLoop {
+  const c = new ControlLoop();
+  c.apply([
+    {
+      ...ev.clusterCreated(),
+      data: {
+        ...(ev.clusterCreated().data as { id: string }),
+        spec: ClusterSpec.parse({ orchestration: { taskHistoryRetentionLimit: retention } }),
+        rootCA: { certPem: "c", keyPem: "k", digest: "d" },
+        joinTokens: { worker: "w", manager: "m" },
+      },
+    } as never,
+    ...nodes.flatMap((id) => [ev.nodeRegistered(id), ready(id)]),
+  ]);
+  return c;
+}
+
+function ready(id: string, state: "ready" | "down" = "ready") {
+  return {
+    type: "NodeStatusChanged" as const,
+    v: 1 as const,
+    data: { id, status: { state, message: "", addr: "" } },
+    meta: meta("dispatcher"),
+  };
+}
+
+function create(
+  c: ControlLoop,
+  name: string,
+  replicas: number,
+  extra: Record<string, unknown> = {},
+) {
+  c.apply([{ ...ev.serviceCreated(`svc-${name}`, name, replicas, extra) }]);
+  c.settle();
+  return c.state.serviceByName(name)!;
+}
+
+function update(
+  c: ControlLoop,
+  name: string,
+  change: (spec: ReturnType<typeof serviceSpec>) => unknown,
+) {
+  const svc = c.state.serviceByName(name)!;
+  const spec = structuredClone(svc.spec);
+  change(spec);
+  c.apply([{
+    type: "ServiceUpdated",
+    v: 1,
+    data: { id: svc.id, spec },
+    meta: meta("user", svc.version),
+  }]);
+}
+
+const slotsOf = (c: ControlLoop, name: string) =>
+  c.running(name).map((t) => t.slot).sort((a, b) => a - b);
+
+Deno.test("orchestrator fills the slots of a replicated service and scales it", () => {
+  const c = cluster(["n1", "n2"]);
+  create(c, "web", 3);
+  assert.deepEqual(slotsOf(c, "web"), [1, 2, 3]);
+  update(c, "web", (s) => (s.mode = { kind: "replicated", replicas: 5 }));
+  c.settle();
+  assert.deepEqual(slotsOf(c, "web"), [1, 2, 3, 4, 5]);
+  update(c, "web", (s) => (s.mode = { kind: "replicated", replicas: 2 }));
+  c.settle();
+  assert.equal(c.running("web").length, 2);
+  assert.equal(c.tasks("web").length, 2, "removed slots are stopped, then reaped");
+  // Scaling is not an update: the two survivors are the same tasks as before.
+  assert.ok(c.tasks("web").every((t) => t.attempt === 0));
+  const created = c.log.flatMap((e) => e.batch.events).filter((e) => e.type === "TaskCreated");
+  assert.equal(created.length, 5);
+  assert.ok(created.every((e) => e.meta.by === "orchestrator" && e.meta.cause! > 0));
+});
+
+Deno.test("orchestrator restarts a failed task after the restart delay, as a logged fact", () => {
+  const c = cluster(["n1"]);
+  create(c, "api", 1, {
+    task: {
+      runtime: { kind: "process", command: "/bin/false" },
+      restart: { condition: "any", delay: 5_000 },
+    },
+  });
+  const [first] = c.running("api");
+  c.exit(first.id, 3);
+  c.settle();
+  const waiting = c.tasks("api").find((t) => t.id !== first.id)!;
+  assert.equal(waiting.slot, 1);
+  assert.equal(waiting.attempt, 1);
+  assert.equal(waiting.startAfter, c.now + 5_000);
+  assert.equal(waiting.desiredState, TaskState.ready);
+  assert.equal(waiting.status.state, TaskState.ready, "it waits on its node, prepared");
+  assert.equal(c.state.tasks.get(first.id)!.desiredState, TaskState.shutdown);
+  assert.equal(orchestrator.wakeAt!(c.state, c.now), c.now + 5_000);
+  c.advance(4_999);
+  assert.equal(c.running("api").length, 0);
+  c.advance(1);
+  assert.deepEqual(c.running("api").map((t) => t.id), [waiting.id]);
+});
+
+Deno.test("orchestrator stops restarting after max attempts, like docker's fail.1 example", () => {
+  const c = cluster(["n1"]);
+  create(c, "fail", 1, {
+    task: {
+      runtime: { kind: "process", command: "/bin/sh" },
+      restart: { condition: "any", delay: 0, maxAttempts: 2 },
+    },
+  });
+  for (let i = 0; i < 3; i++) {
+    const [t] = c.running("fail");
+    assert.ok(t, `attempt ${i} runs`);
+    c.exit(t.id, 3);
+    c.settle();
+  }
+  const tasks = c.tasks("fail");
+  assert.equal(tasks.length, 3);
+  assert.ok(tasks.every((t) => t.status.state === TaskState.failed));
+  assert.ok(tasks.every((t) => t.desiredState === TaskState.shutdown));
+  assert.deepEqual(tasks.map((t) => t.attempt).sort(), [0, 1, 2]);
+  c.advance(60_000);
+  assert.equal(c.tasks("fail").length, 3, "no more restarts");
+  // A new spec resets the attempts.
+  update(c, "fail", (s) => (s.task.forceUpdate = 1));
+  c.settle();
+  assert.equal(c.running("fail").length, 1);
+});
+
+Deno.test("orchestrator honours restart condition on-failure and none", () => {
+  const c = cluster(["n1"]);
+  create(c, "once", 1, {
+    task: {
+      runtime: { kind: "process", command: "/bin/true" },
+      restart: { condition: "on-failure", delay: 0 },
+    },
+  });
+  c.exit(c.running("once")[0].id, 0);
+  c.settle();
+  assert.equal(c.tasks("once").length, 1, "a clean exit is not restarted");
+  assert.equal(c.tasks("once")[0].status.state, TaskState.complete);
+  create(c, "never", 1, {
+    task: {
+      runtime: { kind: "process", command: "/bin/false" },
+      restart: { condition: "none", delay: 0 },
+    },
+  });
+  c.exit(c.running("never")[0].id, 1);
+  c.settle();
+  assert.equal(c.tasks("never").length, 1);
+});
+
+Deno.test("orchestrator moves tasks off drained and down nodes", () => {
+  const c = cluster(["n1", "n2", "n3"]);
+  create(c, "web", 6);
+  const node = c.state.nodes.get("n1")!;
+  c.apply([{
+    type: "NodeSpecUpdated",
+    v: 1,
+    data: { id: "n1", spec: { ...node.spec, availability: "drain" } },
+    meta: meta("user:node.update"),
+  }]);
+  c.settle();
+  assert.equal(c.running("web").length, 6);
+  assert.ok(c.running("web").every((t) => t.nodeId !== "n1"));
+  assert.deepEqual(slotsOf(c, "web"), [1, 2, 3, 4, 5, 6], "the same slots, elsewhere");
+  c.silent.add("n2");
+  c.apply([ready("n2", "down")]);
+  c.settle();
+  assert.equal(c.running("web").length, 6);
+  assert.ok(c.running("web").every((t) => t.nodeId === "n3"));
+});
+
+Deno.test("orchestrator runs one task per eligible node for a global service", () => {
+  const c = cluster(["n1", "n2"]);
+  c.apply([{
+    type: "NodeSpecUpdated",
+    v: 1,
+    data: { id: "n2", spec: { ...c.state.nodes.get("n2")!.spec, labels: { disk: "ssd" } } },
+    meta: meta(),
+  }]);
+  create(c, "agent", 0, { mode: { kind: "global" } });
+  assert.deepEqual(c.running("agent").map((t) => t.nodeId).sort(), ["n1", "n2"]);
+  c.apply([ev.nodeRegistered("n3"), ready("n3")]);
+  c.settle();
+  assert.equal(c.running("agent").length, 3, "follows a node that joins");
+  c.apply([{
+    type: "NodeSpecUpdated",
+    v: 1,
+    data: { id: "n3", spec: { ...c.state.nodes.get("n3")!.spec, availability: "drain" } },
+    meta: meta(),
+  }]);
+  c.settle();
+  assert.deepEqual(c.running("agent").map((t) => t.nodeId).sort(), ["n1", "n2"]);
+  create(c, "ssd", 0, {
+    mode: { kind: "global" },
+    task: {
+      runtime: { kind: "process", command: "x" },
+      placement: { constraints: ["node.labels.disk==ssd"] },
+    },
+  });
+  assert.deepEqual(c.running("ssd").map((t) => t.nodeId), ["n2"]);
+});
+
+Deno.test("orchestrator rolls an update one slot at a time, stop-first, with a delay", () => {
+  const c = cluster(["n1", "n2"]);
+  create(c, "web", 3, { update: { parallelism: 1, delay: 10_000 } });
+  update(c, "web", (s) => {
+    if (s.task.runtime.kind === "process") s.task.runtime.env = ["V=2"];
+  });
+  c.settle();
+  const svc = c.state.serviceByName("web")!;
+  const current = () => c.running("web").filter((t) => t.specVersion === svc.specVersion).length;
+  assert.equal(current(), 1, "first batch done");
+  assert.equal(c.running("web").length, 3, "stop-first: never more than one slot down at a time");
+  assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "updating");
+  c.advance(9_000);
+  assert.equal(current(), 1, "waits the update delay");
+  c.advance(1_000);
+  assert.equal(current(), 2);
+  c.advance(10_000);
+  assert.equal(current(), 3);
+  assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "completed");
+  assert.equal(c.state.serviceByName("web")!.updateStatus?.message, "update completed");
+  // Old tasks stay as history: shut down, one per slot.
+  const shut = c.tasks("web").filter((t) => t.status.state === TaskState.shutdown);
+  assert.deepEqual(shut.map((t) => t.slot).sort(), [1, 2, 3]);
+});
+
+Deno.test("orchestrator start-first update starts the new task before stopping the old", () => {
+  const c = cluster(["n1"]);
+  create(c, "web", 1, { update: { order: "start-first" } });
+  const [old] = c.running("web");
+  update(c, "web", (s) => (s.task.forceUpdate = 1));
+  // One orchestrator pass: the new task is created while the old one keeps running.
+  const events = orchestrator.reconcile(c.state, { now: c.now, newId: c.newId, cause: 1 });
+  assert.deepEqual(events.map((e) => e.type), ["TaskCreated"]);
+  c.settle();
+  assert.equal(c.running("web").length, 1);
+  assert.notEqual(c.running("web")[0].id, old.id);
+  assert.equal(c.state.tasks.get(old.id)!.status.state, TaskState.shutdown);
+});
+
+Deno.test("orchestrator rollback brings back the previous spec", () => {
+  const c = cluster(["n1"]);
+  create(c, "web", 2, { update: { parallelism: 0 } });
+  const before = c.state.serviceByName("web")!.specVersion;
+  update(c, "web", (s) => (s.task.forceUpdate = 1));
+  c.settle();
+  const svc = c.state.serviceByName("web")!;
+  c.apply([{
+    type: "ServiceRolledBack",
+    v: 1,
+    data: { id: svc.id },
+    meta: meta("user", svc.version),
+  }]);
+  c.settle();
+  assert.ok(c.running("web").every((t) => t.specVersion === before));
+  assert.equal(c.running("web").length, 2);
+  assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "rollback_completed");
+});
+
+Deno.test("orchestrator keeps at most the task history retention limit per slot", () => {
+  const c = cluster(["n1"], 3);
+  create(c, "flaky", 1, {
+    task: { runtime: { kind: "process", command: "x" }, restart: { condition: "any", delay: 0 } },
+  });
+  for (let i = 0; i < 8; i++) {
+    c.exit(c.running("flaky")[0].id, 1);
+    c.settle();
+  }
+  const tasks = c.tasks("flaky");
+  assert.equal(tasks.length, 3);
+  assert.equal(tasks.filter((t) => t.status.state === TaskState.running).length, 1);
+  assert.ok(tasks.some((t) => t.attempt === 8), "the newest attempts are the ones kept");
+});
+
+Deno.test("orchestrator stops and reaps the tasks of a removed service", () => {
+  const c = cluster(["n1"]);
+  const svc = create(c, "gone", 3);
+  c.apply([{
+    type: "ServiceRemoved",
+    v: 1,
+    data: { id: svc.id },
+    meta: meta("user", svc.version),
+  }]);
+  c.settle();
+  assert.equal(c.state.tasks.size, 0);
+});

@@ -1,0 +1,194 @@
+/**
+ * The control loop in a test tube: a state folded from real batches, the real projections
+ * (orchestrator, allocator, and a scheduler), and fake agents that move assigned tasks along the
+ * way real agents would, with a virtual clock. `settle()` runs everything until nothing changes.
+ *
+ * @module
+ */
+import {
+  type Batch,
+  isTerminalTaskState,
+  type ShoalEvent,
+  TaskState,
+  type TaskStateValue,
+} from "../../events/schema.ts";
+import { applyBatch, ClusterState } from "../../actors/state.ts";
+import type { Projection } from "../../actors/manager.ts";
+import { orchestrator } from "../../actors/projections/orchestrator/decide.ts";
+import { allocator } from "../../actors/projections/allocator/decide.ts";
+import { checkInvariants } from "./invariants.ts";
+
+/** A stand-in scheduler: the ready, active node with the fewest live tasks. */
+export const simpleScheduler: Projection = {
+  name: "scheduler",
+  reconcile(state, ctx) {
+    const events: ShoalEvent[] = [];
+    const load = new Map<string, number>();
+    const nodes = [...state.nodes.values()].filter((n) =>
+      n.status.state === "ready" && n.spec.availability === "active"
+    );
+    for (const n of nodes) {
+      let live = 0;
+      for (const t of state.tasksOn(n.id)) if (!isTerminalTaskState(t.status.state)) live++;
+      load.set(n.id, live);
+    }
+    for (const id of state.tasksByState.get(TaskState.pending)) {
+      const t = state.tasks.get(id)!;
+      if (t.desiredState > TaskState.running) {
+        events.push({
+          type: "TaskStatusReported",
+          v: 1,
+          data: {
+            id,
+            status: { state: TaskState.shutdown, timestamp: ctx.now, message: "shutdown", err: "" },
+          },
+          meta: { by: "scheduler", reason: "never scheduled", expect: t.version },
+        });
+        continue;
+      }
+      const candidates = t.nodeId ? nodes.filter((n) => n.id === t.nodeId) : nodes;
+      if (candidates.length === 0) continue;
+      const node = candidates.reduce((a, b) => (load.get(a.id)! <= load.get(b.id)! ? a : b));
+      load.set(node.id, load.get(node.id)! + 1);
+      events.push({
+        type: "TaskAssigned",
+        v: 1,
+        data: {
+          id,
+          nodeId: node.id,
+          decision: {
+            nodesConsidered: nodes.length,
+            passed: [node.id],
+            rejected: [],
+            rejectedCounts: {},
+            reason: "least loaded",
+          },
+        },
+        meta: { by: "scheduler", reason: "scheduled", expect: t.version },
+      });
+    }
+    return events;
+  },
+};
+
+/** The control loop under test. */
+export class ControlLoop {
+  readonly state: ClusterState = new ClusterState();
+  now = 1_000_000;
+  #serial = 0;
+  /** Every batch applied, with its index. */
+  readonly log: { index: number; batch: Batch }[] = [];
+  /** Projections in SwarmKit's pipeline order. */
+  projections: Projection[] = [orchestrator, allocator, simpleScheduler];
+  /** Nodes whose agents do nothing (a crashed or partitioned agent). */
+  readonly silent = new Set<string>();
+
+  /** Applies events as one batch; throws if the fold rejects it. */
+  apply(events: ShoalEvent[], by = "test"): number {
+    const batch: Batch = { at: this.now, by, events };
+    const index = this.state.index + 1;
+    const r = applyBatch(this.state, batch, index);
+    this.log.push({ index, batch });
+    if (!r.applied) throw new Error(`rejected: ${r.rejection.reason} (${r.rejection.type})`);
+    checkInvariants(this.state);
+    return index;
+  }
+
+  /** A fresh id. */
+  newId = (): string => `t${(++this.#serial).toString(36).padStart(8, "0")}`;
+
+  /** Runs projections and agents until nothing more happens (bounded). */
+  settle(maxRounds = 200): void {
+    for (let round = 0; round < maxRounds; round++) {
+      let changed = false;
+      for (const p of this.projections) {
+        const events = p.reconcile(this.state, {
+          now: this.now,
+          newId: this.newId,
+          cause: this.state.index,
+        });
+        if (events.length > 0) {
+          this.apply(events, p.name);
+          changed = true;
+        }
+      }
+      const reports = this.agentReports();
+      if (reports.length > 0) {
+        this.apply(reports, "dispatcher");
+        changed = true;
+      }
+      if (!changed) return;
+    }
+    throw new Error(`control loop did not settle in ${maxRounds} rounds`);
+  }
+
+  /** Moves the clock forward and settles (restart and update delays come due). */
+  advance(ms: number): void {
+    this.now += ms;
+    this.settle();
+  }
+
+  /** The reports fake agents would send now. */
+  agentReports(): ShoalEvent[] {
+    const out: ShoalEvent[] = [];
+    for (const t of this.state.tasks.values()) {
+      if (t.status.state < TaskState.assigned || isTerminalTaskState(t.status.state)) continue;
+      if (this.silent.has(t.nodeId)) continue;
+      const node = this.state.nodes.get(t.nodeId);
+      if (node === undefined || node.status.state !== "ready") continue;
+      let to: TaskStateValue | undefined;
+      if (t.desiredState > TaskState.running) to = TaskState.shutdown;
+      else if (t.status.state < t.desiredState) {
+        to = t.desiredState === TaskState.ready ? TaskState.ready : TaskState.running;
+      }
+      if (to === undefined || to === t.status.state) continue;
+      out.push(this.report(t.id, to, to === TaskState.shutdown ? "shutdown" : "started"));
+    }
+    return out;
+  }
+
+  /** A status report from a task's agent. */
+  report(id: string, state: TaskStateValue, message: string, exitCode?: number): ShoalEvent {
+    const t = this.state.tasks.get(id)!;
+    return {
+      type: "TaskStatusReported",
+      v: 1,
+      data: {
+        id,
+        status: {
+          state,
+          timestamp: this.now,
+          message,
+          err: exitCode ? `task: non-zero exit (${exitCode})` : "",
+          ...(exitCode !== undefined ? { exitCode } : {}),
+        },
+      },
+      meta: { by: `agent:${t.nodeId}`, reason: message, expect: t.version },
+    };
+  }
+
+  /** Makes a running task exit with a code (0: complete, else failed). */
+  exit(id: string, code: number): void {
+    this.apply([
+      this.report(
+        id,
+        code === 0 ? TaskState.complete : TaskState.failed,
+        code === 0 ? "finished" : "failed",
+        code,
+      ),
+    ]);
+  }
+
+  /** Live tasks of a service by name. */
+  tasks(service: string) {
+    const svc = this.state.serviceByName(service)!;
+    return [...this.state.tasksOf(svc.id)];
+  }
+
+  /** Running tasks of a service. */
+  running(service: string) {
+    return this.tasks(service).filter((t) =>
+      t.status.state === TaskState.running && t.desiredState === TaskState.running
+    );
+  }
+}
