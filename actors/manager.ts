@@ -384,6 +384,18 @@ const REMOVALS: ReadonlyMap<string, string> = new Map([
   ["NetworkRemoved", "network"],
 ]);
 
-function rejectionError(r: Rejection): EventRejected {
-  return new EventRejected(r.code as EventRejected["code"], r.reason);
+/** A proposed batch the fold refused; `rejection` says which event and why. */
+export class BatchRejectedError extends EventRejected {
+  /** What the fold recorded. */
+  readonly rejection: Rejection;
+  /** Wraps the fold's rejection. */
+  constructor(rejection: Rejection) {
+    super(rejection.code as EventRejected["code"], rejection.reason);
+    this.name = "BatchRejectedError";
+    this.rejection = rejection;
+  }
+}
+
+function rejectionError(r: Rejection): BatchRejectedError {
+  return new BatchRejectedError(r);
 }

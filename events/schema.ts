@@ -220,14 +220,6 @@ export type ManagerStatus = z.infer<typeof ManagerStatus>;
 // ---------------------------------------------------------------------------------------------
 // Services and tasks
 
-/** A program run directly by the agent, without Docker. */
-export const ProcessRuntime = z.object({
-  kind: z.literal("process"),
-  command: z.string().min(1, "must name a program"),
-  args: z.array(z.string()).default([]),
-  env: z.array(z.string()).default([]),
-  dir: z.string().default(""),
-});
 
 /** A mount into a container. */
 export const Mount = z.object({
@@ -250,6 +242,20 @@ export const HealthCheck = z.object({
 });
 /** A container health check. */
 export type HealthCheck = z.infer<typeof HealthCheck>;
+
+/** A program run directly by the agent, without Docker. */
+export const ProcessRuntime = z.object({
+  kind: z.literal("process"),
+  command: z.string().min(1, "must name a program"),
+  args: z.array(z.string()).default([]),
+  env: z.array(z.string()).default([]),
+  dir: z.string().default(""),
+  /** Signal that asks it to stop (default SIGTERM). */
+  stopSignal: z.string().default(""),
+  /** Time between the stop signal and SIGKILL; SwarmKit's default is 10 s. */
+  stopGracePeriod: Millis.default(10_000),
+  healthcheck: HealthCheck.optional(),
+});
 
 /** A Docker container. */
 export const ContainerRuntime = z.object({

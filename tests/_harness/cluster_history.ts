@@ -512,6 +512,8 @@ export class ClusterHistory {
           args: ["1000"],
           env: [],
           dir: "",
+          stopSignal: "",
+          stopGracePeriod: 10_000,
         },
         secrets: [],
         configs: [],

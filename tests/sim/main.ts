@@ -1,11 +1,13 @@
 /**
- * `deno task sim --seeds N [--steps K] [--start S]` runs N seeds of the simulation across both
+ * `deno task sim --seeds N [--steps K] [--start S]` runs N seeds of the simulations (the fold,
+ * and the control loop of projections and agents, tests/sim/control_sim.ts) across both
  * cores and prints `N seeds, V violations`; `deno task sim --seed S --trace` replays one seed
  * exactly and prints a readable trace. Exit status 1 when any seed violates an invariant.
  *
  * @module
  */
 import { runFoldSeed, type SeedResult } from "./fold_sim.ts";
+import { runControlSeed } from "./control_sim.ts";
 
 interface Job {
   seeds: number[];
@@ -52,12 +54,20 @@ if (import.meta.main) {
   const steps = option(args, "steps", 300);
   if (args.includes("--seed") || args.some((a) => a.startsWith("--seed="))) {
     const seed = option(args, "seed", 0);
-    const result = runFoldSeed(seed, steps, args.includes("--trace") ? console.log : undefined);
+    const trace = args.includes("--trace") ? console.log : undefined;
+    if (trace) console.log("== the fold");
+    const result = runFoldSeed(seed, steps, trace);
     console.log(
       `seed ${seed}: ${result.entries} entries, ${result.events} events, ${result.rejected} rejected batches` +
         (result.violation ? `\nVIOLATION: ${result.violation}` : ", no violations"),
     );
-    Deno.exit(result.violation ? 1 : 0);
+    if (trace) console.log("== the control loop");
+    const control = runControlSeed(seed, Math.ceil(steps / 2), { trace });
+    console.log(
+      `seed ${seed} control loop: ${control.steps} steps, ${control.entries} entries` +
+        (control.violation ? `\nVIOLATION: ${control.violation}` : ", no violations"),
+    );
+    Deno.exit(result.violation || control.violation ? 1 : 0);
   }
   const count = option(args, "seeds", 100);
   const start = option(args, "start", 1);

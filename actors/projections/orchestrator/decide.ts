@@ -416,6 +416,15 @@ function advanceUpdate(
 ): boolean {
   const current = live.filter((t) => t.specVersion === service.specVersion);
   if (current.length === 0) return live.length > 0;
+  if (current.length > 1) {
+    // Never two tasks of one spec in a slot: keep the one furthest along (then the newest).
+    const keep = [...current].sort((a, b) =>
+      b.status.state - a.status.state || newestFirst(a, b)
+    )[0];
+    for (const t of current) {
+      if (t !== keep) plan.desired(t, TaskState.shutdown, `slot already has task ${keep.id}`);
+    }
+  }
   // start-first: once the new task runs, the old ones go.
   if (current.some((t) => t.status.state === TaskState.running)) {
     for (const o of live) {
@@ -481,21 +490,33 @@ function rollingUpdate(
   ) {
     return; // the manager wakes us when the delay is over (nextDeadline)
   }
-  const order = [...outdated].sort((a, b) => a.slot - b.slot || (a.nodeId < b.nodeId ? -1 : 1));
-  for (const old of order.slice(0, parallelism - inFlight)) {
-    if (plan.full || !plan.free(old)) break;
-    const nodeId = service.spec.mode.kind === "global" ? old.nodeId : "";
-    const verb = rollingBack ? "rollback" : "update";
+  // One replacement per slot (or node), whatever number of old tasks it holds.
+  const groups = new Map<string, TaskRecord[]>();
+  for (const t of outdated) {
+    const key = t.slot > 0 ? `s${t.slot}` : `n${t.nodeId}`;
+    const list = groups.get(key);
+    if (list) list.push(t);
+    else groups.set(key, [t]);
+  }
+  const order = [...groups.values()].sort((a, b) =>
+    a[0].slot - b[0].slot || (a[0].nodeId < b[0].nodeId ? -1 : 1)
+  );
+  const verb = rollingBack ? "rollback" : "update";
+  for (const olds of order.slice(0, parallelism - inFlight)) {
+    if (plan.full || !olds.every((o) => plan.free(o))) break;
+    const first = olds[0];
+    const nodeId = service.spec.mode.kind === "global" ? first.nodeId : "";
     if (config.order === "start-first") {
-      plan.create(service, old.slot, nodeId, `${verb}: start-first replacement of ${old.id}`);
-    } else {
-      plan.desired(old, TaskState.shutdown, `${verb}: stop-first, replacing it`);
-      plan.create(service, old.slot, nodeId, `${verb}: replaces ${old.id} once it stops`, {
-        desired: isTerminalTaskState(old.status.state) || old.status.state < TaskState.assigned
-          ? TaskState.running
-          : TaskState.ready,
-      });
+      plan.create(service, first.slot, nodeId, `${verb}: start-first replacement of ${first.id}`);
+      continue;
     }
+    for (const o of olds) plan.desired(o, TaskState.shutdown, `${verb}: stop-first, replacing it`);
+    const stopped = olds.every((o) =>
+      isTerminalTaskState(o.status.state) || o.status.state < TaskState.assigned
+    );
+    plan.create(service, first.slot, nodeId, `${verb}: replaces ${first.id} once it stops`, {
+      desired: stopped ? TaskState.running : TaskState.ready,
+    });
   }
 }
 

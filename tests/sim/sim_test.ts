@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { runFoldSeed } from "./fold_sim.ts";
+import { runControlSeed } from "./control_sim.ts";
 import { checkInvariants } from "../_harness/invariants.ts";
 import { ClusterHistory } from "../_harness/cluster_history.ts";
 
@@ -25,4 +26,11 @@ Deno.test("fold simulation: a seed replays exactly", () => {
   runFoldSeed(77, 80, (l) => lines[1].push(l));
   assert.ok(lines[0].length > 80);
   assert.deepEqual(lines[0], lines[1]);
+});
+
+Deno.test("control loop simulation: 30 seeds hold every invariant and converge", () => {
+  for (let seed = 2000; seed < 2030; seed++) {
+    const r = runControlSeed(seed, 120);
+    assert.equal(r.violation, undefined, `seed ${seed}: ${r.violation}`);
+  }
 });
