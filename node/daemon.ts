@@ -11,6 +11,11 @@ import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
 import { createApiHandler } from "../web/api.ts";
+import { orchestrator } from "../actors/projections/orchestrator/decide.ts";
+import { allocator } from "../actors/projections/allocator/decide.ts";
+import { scheduler } from "../actors/projections/scheduler/decide.ts";
+import { Agent, LocalSession } from "../actors/agent/agent.ts";
+import { ProcessExecutor, reapLeftoverProcess } from "../actors/agent/executors/process.ts";
 import { createRootCA, newJoinToken } from "./ca.ts";
 
 /** Options of {@linkcode startNode}. */
@@ -27,6 +32,8 @@ export interface NodeOptions {
 /** A running node. */
 export interface RunningNode {
   manager: Manager;
+  /** The agent running this node's tasks. */
+  agent: Agent;
   nodeId: string;
   /** Where the API listens, as `http://host:port`. */
   apiUrl: string;
@@ -90,7 +97,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     path: `${options.dataDir}/log.db`,
     synchronous: options.synchronous,
   });
-  const manager = new Manager({ log, logger: options.logger });
+  // SwarmKit's pipeline order: orchestrator, allocator, scheduler (the dispatcher is the agent's
+  // session: in a single node, the LocalSession).
+  const manager = new Manager({
+    log,
+    logger: options.logger,
+    projections: [orchestrator, allocator, scheduler],
+  });
+  let agent: Agent | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     await manager.start();
@@ -138,9 +152,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
     ], by);
 
+    const tasksRoot = `${options.dataDir}/tasks`;
+    await Deno.mkdir(tasksRoot, { recursive: true });
+    agent = new Agent({
+      nodeId,
+      session: new LocalSession(manager, nodeId),
+      executors: (_task, onStatus) => new ProcessExecutor({ root: tasksRoot, onStatus }),
+      reapLeftover: async (taskId) => {
+        await reapLeftoverProcess(tasksRoot, taskId);
+      },
+      logger: options.logger,
+    });
+    agent.start();
+    const runningAgent = agent;
+
     let closed = false;
     return {
       manager,
+      agent: runningAgent,
       nodeId,
       apiUrl: `http://${apiAddr}`,
       created,
@@ -148,6 +177,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         if (closed) return;
         closed = true;
         try {
+          await runningAgent.stop();
           await manager.propose([{
             type: "NodeStatusChanged",
             v: 1,
@@ -165,6 +195,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
     };
   } catch (err) {
+    await agent?.stop();
     await server?.shutdown();
     await manager.stop();
     await log.close();
