@@ -7,6 +7,7 @@
 import { runSnapshotBench } from "./snapshot_bench.ts";
 import { runReplayBench } from "./replay_bench.ts";
 import { runCodecBench } from "./codec_bench.ts";
+import { runSchedBench } from "./sched_bench.ts";
 
 type Bench = (options: { json: boolean }) => unknown;
 
@@ -14,6 +15,7 @@ const BENCHES: Record<string, Bench> = {
   codec: runCodecBench,
   replay: runReplayBench,
   snapshot: runSnapshotBench,
+  sched: runSchedBench,
 };
 
 async function main(args: string[]): Promise<number> {

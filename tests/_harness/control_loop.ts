@@ -1,6 +1,6 @@
 /**
  * The control loop in a test tube: a state folded from real batches, the real projections
- * (orchestrator, allocator, and a scheduler), and fake agents that move assigned tasks along the
+ * (orchestrator, allocator, scheduler), and fake agents that move assigned tasks along the
  * way real agents would, with a virtual clock. `settle()` runs everything until nothing changes.
  *
  * @module
@@ -15,61 +15,9 @@ import {
 import { applyBatch, ClusterState } from "../../actors/state.ts";
 import type { Projection } from "../../actors/manager.ts";
 import { orchestrator } from "../../actors/projections/orchestrator/decide.ts";
+import { createScheduler } from "../../actors/projections/scheduler/decide.ts";
 import { allocator } from "../../actors/projections/allocator/decide.ts";
 import { checkInvariants } from "./invariants.ts";
-
-/** A stand-in scheduler: the ready, active node with the fewest live tasks. */
-export const simpleScheduler: Projection = {
-  name: "scheduler",
-  reconcile(state, ctx) {
-    const events: ShoalEvent[] = [];
-    const load = new Map<string, number>();
-    const nodes = [...state.nodes.values()].filter((n) =>
-      n.status.state === "ready" && n.spec.availability === "active"
-    );
-    for (const n of nodes) {
-      let live = 0;
-      for (const t of state.tasksOn(n.id)) if (!isTerminalTaskState(t.status.state)) live++;
-      load.set(n.id, live);
-    }
-    for (const id of state.tasksByState.get(TaskState.pending)) {
-      const t = state.tasks.get(id)!;
-      if (t.desiredState > TaskState.running) {
-        events.push({
-          type: "TaskStatusReported",
-          v: 1,
-          data: {
-            id,
-            status: { state: TaskState.shutdown, timestamp: ctx.now, message: "shutdown", err: "" },
-          },
-          meta: { by: "scheduler", reason: "never scheduled", expect: t.version },
-        });
-        continue;
-      }
-      const candidates = t.nodeId ? nodes.filter((n) => n.id === t.nodeId) : nodes;
-      if (candidates.length === 0) continue;
-      const node = candidates.reduce((a, b) => (load.get(a.id)! <= load.get(b.id)! ? a : b));
-      load.set(node.id, load.get(node.id)! + 1);
-      events.push({
-        type: "TaskAssigned",
-        v: 1,
-        data: {
-          id,
-          nodeId: node.id,
-          decision: {
-            nodesConsidered: nodes.length,
-            passed: [node.id],
-            rejected: [],
-            rejectedCounts: {},
-            reason: "least loaded",
-          },
-        },
-        meta: { by: "scheduler", reason: "scheduled", expect: t.version },
-      });
-    }
-    return events;
-  },
-};
 
 /** The control loop under test. */
 export class ControlLoop {
@@ -79,7 +27,7 @@ export class ControlLoop {
   /** Every batch applied, with its index. */
   readonly log: { index: number; batch: Batch }[] = [];
   /** Projections in SwarmKit's pipeline order. */
-  projections: Projection[] = [orchestrator, allocator, simpleScheduler];
+  projections: Projection[] = [orchestrator, allocator, createScheduler()];
   /** Nodes whose agents do nothing (a crashed or partitioned agent). */
   readonly silent = new Set<string>();
 
