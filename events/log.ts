@@ -74,7 +74,7 @@ export interface MemoryLogOptions {
 export class MemoryLog implements EventLog {
   #codec: EventCodec;
   #entries: LogEntry[] = [];
-  #waiters = new Set<() => void>();
+  #changes = new LogChanges();
   #closed = false;
 
   /** An empty log. */
@@ -92,7 +92,7 @@ export class MemoryLog implements EventLog {
       // would, and later changes to `batch` cannot reach the log.
       const entry = Object.freeze({ index, term: 1, bytes, batch: this.#codec.decodeBatch(bytes) });
       this.#entries.push(entry);
-      this.#wake();
+      this.#changes.wake();
       return Promise.resolve(index);
     } catch (error) {
       return Promise.reject(error);
@@ -106,7 +106,7 @@ export class MemoryLog implements EventLog {
     let next = from;
     while (!this.#closed && !signal?.aborted) {
       if (next <= this.#entries.length) yield this.#entries[next++ - 1];
-      else await this.#changed(signal);
+      else await this.#changes.next(signal);
     }
   }
 
@@ -132,12 +132,20 @@ export class MemoryLog implements EventLog {
   /** Ends every iteration; later appends and reads are refused. */
   close(): Promise<void> {
     this.#closed = true;
-    this.#wake();
+    this.#changes.wake();
     return Promise.resolve();
   }
+}
 
-  /** Resolves at the next append, close or abort of `signal`. */
-  #changed(signal?: AbortSignal): Promise<void> {
+/**
+ * Lets readers of a log wait for its next change (an append or a close), or for their own
+ * signal to abort: what every log's `entries()` does while it is caught up.
+ */
+export class LogChanges {
+  #waiters = new Set<() => void>();
+
+  /** Resolves at the next `wake()`, or when `signal` aborts. */
+  next(signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const wake = () => {
         this.#waiters.delete(wake);
@@ -149,12 +157,14 @@ export class MemoryLog implements EventLog {
     });
   }
 
-  #wake(): void {
+  /** Wakes every waiting reader. */
+  wake(): void {
     for (const wake of [...this.#waiters]) wake();
   }
 }
 
-function checkIndex(index: number): void {
+/** Throws a RangeError unless `index` is a valid log index (a whole number from 1). */
+export function checkIndex(index: number): void {
   if (!Number.isInteger(index) || index < 1) {
     throw new RangeError(`Log indexes are whole numbers from 1; got ${index}`);
   }

@@ -24,7 +24,14 @@ import {
   type Structures,
   type StructureStore,
 } from "./codec.ts";
-import { type EntriesOptions, type EventLog, LogClosedError, type LogEntry } from "./log.ts";
+import {
+  checkIndex,
+  type EntriesOptions,
+  type EventLog,
+  LogChanges,
+  LogClosedError,
+  type LogEntry,
+} from "./log.ts";
 import type { Batch } from "./schema.ts";
 
 /** How hard SQLite syncs: see the module documentation. */
@@ -57,7 +64,7 @@ export class SqliteLog implements EventLog {
   #first: number;
   #pending: Pending[] = [];
   #flushScheduled = false;
-  #waiters = new Set<() => void>();
+  #changes = new LogChanges();
   #closed = false;
 
   /** Opens (or creates) the log at `options.path`. */
@@ -127,7 +134,7 @@ export class SqliteLog implements EventLog {
     }
     this.#last = pending[pending.length - 1].index;
     for (const p of pending) p.resolve(p.index);
-    this.#wake();
+    this.#changes.wake();
   }
 
   /** See {@linkcode EventLog.entries}. */
@@ -142,7 +149,7 @@ export class SqliteLog implements EventLog {
           next = entry.index + 1;
           if (this.#closed || signal?.aborted) return;
         }
-      } else await this.#changed(signal);
+      } else await this.#changes.next(signal);
     }
   }
 
@@ -192,25 +199,9 @@ export class SqliteLog implements EventLog {
     if (this.#closed) return Promise.resolve();
     this.#flush();
     this.#closed = true;
-    this.#wake();
+    this.#changes.wake();
     this.#db.close();
     return Promise.resolve();
-  }
-
-  #changed(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        this.#waiters.delete(wake);
-        signal?.removeEventListener("abort", wake);
-        resolve();
-      };
-      this.#waiters.add(wake);
-      signal?.addEventListener("abort", wake);
-    });
-  }
-
-  #wake(): void {
-    for (const wake of [...this.#waiters]) wake();
   }
 }
 
@@ -233,11 +224,5 @@ class SqliteStructureStore implements StructureStore {
   save(structures: Structures): void {
     const record = sealRecord(new TextEncoder().encode(JSON.stringify(structures)));
     this.#db.prepare("INSERT OR REPLACE INTO structures (id, record) VALUES (1, ?)").run(record);
-  }
-}
-
-function checkIndex(index: number): void {
-  if (!Number.isInteger(index) || index < 1) {
-    throw new RangeError(`Log indexes are whole numbers from 1; got ${index}`);
   }
 }
