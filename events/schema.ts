@@ -220,7 +220,6 @@ export type ManagerStatus = z.infer<typeof ManagerStatus>;
 // ---------------------------------------------------------------------------------------------
 // Services and tasks
 
-
 /** A mount into a container. */
 export const Mount = z.object({
   type: z.enum(["bind", "volume", "tmpfs"]).default("volume"),
@@ -231,16 +230,19 @@ export const Mount = z.object({
 /** A mount into a container. */
 export type Mount = z.infer<typeof Mount>;
 
-/** A container health check, as in a Dockerfile's HEALTHCHECK. */
+/** A health check, as in a Dockerfile's HEALTHCHECK, for containers and processes alike. */
 export const HealthCheck = z.object({
-  /** `["NONE"]` disables; `["CMD", ...]` or `["CMD-SHELL", "..."]` runs a check. */
+  /**
+   * `["NONE"]` disables; `["CMD", ...]` or `["CMD-SHELL", "..."]` runs a check; Shoal adds
+   * `["HTTP", "http://127.0.0.1:PORT/path"]`, healthy when a GET answers 200-399.
+   */
   test: z.array(z.string()).default([]),
   interval: Millis.default(30_000),
   timeout: Millis.default(30_000),
   retries: z.number().int().nonnegative().default(3),
   startPeriod: Millis.default(0),
 });
-/** A container health check. */
+/** A health check. */
 export type HealthCheck = z.infer<typeof HealthCheck>;
 
 /** A program run directly by the agent, without Docker. */
