@@ -196,3 +196,14 @@ Deno.test("decide secrets and networks: unique names, removal by name", () => {
   run(f, { kind: "RemoveNetwork", ref: "backend" });
   refused(f, { kind: "RemoveNetwork", ref: "backend" }, "not_found", /network backend not found/);
 });
+
+Deno.test("decide UpdateNode refuses to demote the last manager", () => {
+  const f = swarm();
+  const spec = f.state.nodes.get("mgr1")!.spec;
+  refused(
+    f,
+    { kind: "UpdateNode", node: "mgr1", spec: { ...spec, desiredRole: "worker" } },
+    "invalid_argument",
+    /attempting to demote the last manager of the swarm/,
+  );
+});

@@ -10,7 +10,7 @@ import { SqliteLog, type SyncMode } from "../events/sqlite_log.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
-import { createApiHandler } from "../web/api.ts";
+import { createApiHandler, SHOAL_VERSION } from "../web/api.ts";
 import { orchestrator } from "../actors/projections/orchestrator/decide.ts";
 import { allocator } from "../actors/projections/allocator/decide.ts";
 import { scheduler } from "../actors/projections/scheduler/decide.ts";
@@ -73,7 +73,7 @@ export function describeThisNode(): NodeDescription {
       nanoCPUs: navigator.hardwareConcurrency * 1e9,
       memoryBytes: Deno.systemMemoryInfo().total,
     },
-    engine: { engineVersion: "", labels: {} },
+    engine: { engineVersion: `shoal ${SHOAL_VERSION}`, labels: {} },
     runtimes: ["process"],
   };
 }
@@ -105,11 +105,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     projections: [orchestrator, allocator, scheduler],
   });
   let agent: Agent | undefined;
+  let handler: ReturnType<typeof createApiHandler> | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     await manager.start();
     await manager.setLeader(true);
-    const handler = createApiHandler(manager);
+    handler = createApiHandler(manager, { nodeId });
     server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
     const apiAddr = `${server.addr.hostname}:${server.addr.port}`;
     const by = `node:${nodeId}`;
@@ -188,6 +189,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
             meta: { by, reason: "node process stopping" },
           }], by);
         } finally {
+          // Long-lived responses (an `events` stream) end first, or shutdown would wait on them.
+          handler?.close();
           await server?.shutdown();
           await manager.stop();
           await log.close();
@@ -196,6 +199,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     };
   } catch (err) {
     await agent?.stop();
+    handler?.close();
     await server?.shutdown();
     await manager.stop();
     await log.close();

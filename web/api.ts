@@ -2,127 +2,102 @@
  * The manager's HTTP API, as a plain `(Request) => Response` handler (testable without a socket).
  * Errors are JSON `{ "message": ..., "code": ... }` with a stable code (DESIGN.md contract 11).
  *
- * Served today: `/_ping`, `/version`, and Shoal's own views of the state and the log under
- * `/shoal/v1/`. The Docker Engine API's swarm endpoints come with the API issue.
+ * Two families of routes:
+ * - the Docker Engine API's swarm endpoints (v1.41 shapes, under `/` and `/v1.NN/`), so that the
+ *   `docker` CLI works with `DOCKER_HOST` pointing at a manager: see `web/docker/`;
+ * - Shoal's own views under `/shoal/v1/`: the state summary and the log.
+ *
+ * Docker endpoints served: `/_ping`, `/version`, `/info`, `GET /swarm`, `POST /swarm/update`
+ * (`rotateWorkerToken`, `rotateManagerToken`), `/nodes` (`filters` id, name, role, label,
+ * node.label, membership), `GET|DELETE /nodes/{id}`, `POST /nodes/{id}/update`, `/services`
+ * (`filters` id, name, label, mode; `status`), `POST /services/create`, `GET|DELETE
+ * /services/{id}`, `POST /services/{id}/update` (`version`, `rollback=previous`), `/tasks`
+ * (`filters` id, name, service, node, label, desired-state, runtime), `/tasks/{id}`, `/secrets`
+ * and `/configs` (list, create, inspect, update labels, remove), `/networks` (list, create,
+ * inspect, remove), `/events` (`since`, `until`, `filters`).
+ *
+ * Not served: containers, images, volumes, plugins, `/distribution` (so the docker CLI warns that
+ * it cannot pin image digests, as with a local image), service and task logs (501), swarm
+ * init/join/leave/unlock (a node makes or resumes its swarm when it starts).
+ *
+ * Bodies are strict: a field Docker's API lacks is refused ("unknown field"), and a Docker field
+ * Shoal does not implement (`TTY`, `Privileges`, `LogDriver`, plugins, ...) is accepted only at
+ * its zero value; otherwise the answer is a 400 naming it ("TTY is not supported by Shoal").
+ * Shoal's extensions: `TaskTemplate.Runtime: "process"` with `TaskTemplate.ProcessSpec` (see
+ * `web/docker/service_json.ts`), and `Description.Runtimes` on nodes.
  *
  * @module
  */
 import type { Manager } from "../actors/manager.ts";
 import { taskStateName } from "../events/schema.ts";
 import { nodeName } from "../actors/state.ts";
-import { EventRejected } from "../actors/entities/rejection.ts";
+import { errorResponse, intParam, json } from "./http.ts";
+import { Router } from "./router.ts";
+import { EventHub } from "./docker/events.ts";
+import type { DockerApiContext } from "./docker/context.ts";
+import { addSystemRoutes } from "./docker/system_routes.ts";
+import { addServiceRoutes } from "./docker/service_routes.ts";
+import { addNodeRoutes } from "./docker/node_routes.ts";
+import { addFileObjectRoutes } from "./docker/file_object_routes.ts";
+import { addNetworkRoutes } from "./docker/network_routes.ts";
 
-/** The version this build of Shoal reports. */
-export const SHOAL_VERSION = "0.1.0";
-/** The Docker Engine API version the API follows. */
-export const API_VERSION = "1.41";
+export { API_VERSION, ApiError, SHOAL_VERSION } from "./http.ts";
 
-/** An API error with an HTTP status and a stable code. */
-export class ApiError extends Error {
-  /** HTTP status. */
-  readonly status: number;
-  /** Stable machine-readable code. */
-  readonly code: string;
-  /** Creates an API error. */
-  constructor(status: number, code: string, message: string) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.code = code;
-  }
+/** Options of {@linkcode createApiHandler}. */
+export interface ApiOptions {
+  /** The node this manager runs on (what `/info` reports as `NodeID`); by default the leader. */
+  nodeId?: string;
 }
 
-const STATUS_OF_CODE: Record<string, number> = {
-  not_found: 404,
-  already_exists: 409,
-  name_conflict: 409,
-  version_conflict: 409,
-  in_use: 400,
-  invalid_argument: 400,
-  invalid_reference: 400,
-  invalid_transition: 400,
-};
-
-function json(body: unknown, status = 200): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json", "api-version": API_VERSION },
-  });
-}
-
-function errorResponse(err: unknown): Response {
-  if (err instanceof ApiError) return json({ message: err.message, code: err.code }, err.status);
-  if (err instanceof EventRejected) {
-    return json({ message: err.message, code: err.code }, STATUS_OF_CODE[err.code] ?? 400);
-  }
-  return json({ message: `internal error: ${(err as Error).message}`, code: "internal" }, 500);
-}
-
-function intParam(url: URL, name: string, fallback: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) {
-    throw new ApiError(
-      400,
-      "invalid_argument",
-      `query parameter ${name} must be a whole number, got "${raw}"`,
-    );
-  }
-  return n;
+/** The API handler; `close()` ends open event streams so that the server can shut down. */
+export interface ApiHandler {
+  (req: Request): Promise<Response>;
+  /** Ends every open `/events` stream and stops following the manager. */
+  close(): void;
 }
 
 /** Builds the API handler over a manager. */
-export function createApiHandler(manager: Manager): (req: Request) => Promise<Response> {
-  const routes: Record<string, (url: URL) => Response> = {
-    "/_ping": () =>
-      new Response("OK", { headers: { "content-type": "text/plain", "api-version": API_VERSION } }),
-    "/version": () =>
-      json({
-        Version: SHOAL_VERSION,
-        ApiVersion: API_VERSION,
-        MinAPIVersion: "1.24",
-        Os: Deno.build.os,
-        Arch: Deno.build.arch === "x86_64" ? "amd64" : Deno.build.arch,
-        Components: [{
-          Name: "Shoal",
-          Version: SHOAL_VERSION,
-          Details: { Deno: Deno.version.deno },
-        }],
-      }),
-    "/shoal/v1/state": () => json(stateSummary(manager)),
-    "/shoal/v1/log": (url) => {
-      const last = manager.state.index;
-      const from = Math.max(1, intParam(url, "from", Math.max(1, last - 99)));
-      const to = Math.min(intParam(url, "to", last), from + 999);
-      return json({
-        lastIndex: last,
-        entries: manager.log.read(from, to).map((e) => ({
-          index: e.index,
-          term: e.term,
-          at: e.batch.at,
-          by: e.batch.by,
-          events: e.batch.events,
-        })),
-      });
-    },
-  };
-  return (req) => {
+export function createApiHandler(manager: Manager, options: ApiOptions = {}): ApiHandler {
+  const hub = new EventHub(manager);
+  const ctx: DockerApiContext = { manager, hub, nodeId: options.nodeId };
+  const router = new Router();
+  addSystemRoutes(router, ctx);
+  addServiceRoutes(router, ctx);
+  addNodeRoutes(router, ctx);
+  addFileObjectRoutes(router, ctx, "secret");
+  addFileObjectRoutes(router, ctx, "config");
+  addNetworkRoutes(router, ctx);
+  addShoalRoutes(router, manager);
+
+  const handler = async (req: Request): Promise<Response> => {
     try {
-      const url = new URL(req.url);
-      const path = url.pathname.replace(/^\/v1\.\d+(?=\/)/, "");
-      const route = routes[path];
-      if (route === undefined) {
-        throw new ApiError(404, "not_found", `page not found: ${req.method} ${url.pathname}`);
-      }
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        throw new ApiError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
-      }
-      return Promise.resolve(route(url));
+      const res = await router.handle(req);
+      return req.method === "HEAD" ? new Response(null, res) : res;
     } catch (err) {
-      return Promise.resolve(errorResponse(err));
+      return errorResponse(err);
     }
   };
+  return Object.assign(handler, { close: () => hub.close() });
+}
+
+/** Shoal's own routes: `/shoal/v1/state` and `/shoal/v1/log`. */
+function addShoalRoutes(router: Router, manager: Manager): void {
+  router.get("/shoal/v1/state", () => json(stateSummary(manager)));
+  router.get("/shoal/v1/log", ({ url }) => {
+    const last = manager.state.index;
+    const from = Math.max(1, intParam(url, "from", Math.max(1, last - 99)));
+    const to = Math.min(intParam(url, "to", last), from + 999);
+    return json({
+      lastIndex: last,
+      entries: manager.log.read(from, to).map((e) => ({
+        index: e.index,
+        term: e.term,
+        at: e.batch.at,
+        by: e.batch.by,
+        events: e.batch.events,
+      })),
+    });
+  });
 }
 
 /** A readable summary of the state: what `/shoal/v1/state` returns. */

@@ -113,6 +113,15 @@ export function decideNodeCommand(
 ): ShoalEvent[] {
   const node = resolveNode(state, command.node);
   if (command.kind === "UpdateNode") {
+    if (
+      command.spec.desiredRole === "worker" && node.spec.desiredRole === "manager" &&
+      [...state.nodesByRole.get("manager")].every((id) => id === node.id)
+    ) {
+      throw new EventRejected(
+        "invalid_argument",
+        "attempting to demote the last manager of the swarm",
+      );
+    }
     return [{
       type: "NodeSpecUpdated",
       v: 1,
