@@ -8,6 +8,7 @@ import { runSnapshotBench } from "./snapshot_bench.ts";
 import { runReplayBench } from "./replay_bench.ts";
 import { runCodecBench } from "./codec_bench.ts";
 import { runSchedBench } from "./sched_bench.ts";
+import { runTimeTravelBench } from "./timetravel_bench.ts";
 
 type Bench = (options: { json: boolean }) => unknown;
 
@@ -16,6 +17,7 @@ const BENCHES: Record<string, Bench> = {
   replay: runReplayBench,
   snapshot: runSnapshotBench,
   sched: runSchedBench,
+  timetravel: runTimeTravelBench,
 };
 
 async function main(args: string[]): Promise<number> {

@@ -107,7 +107,7 @@ export function allocate(state: ClusterState, ctx: ProjectionContext): ShoalEven
             ports.map((p) => `${p.publishedPort}->${p.targetPort}/${p.protocol}`).join(", ")
           }`
           : "no published ports",
-        cause: ctx.cause,
+        cause: service.version,
         expect: service.version,
       },
     });
@@ -121,7 +121,7 @@ export function allocate(state: ClusterState, ctx: ProjectionContext): ShoalEven
       type: "TaskAllocated",
       v: 1,
       data: { id, ports: [...(service.endpoint?.ports ?? [])], addresses: [] },
-      meta: { by: BY, reason: "resources allocated", cause: ctx.cause, expect: task.version },
+      meta: { by: BY, reason: "resources allocated", cause: task.version, expect: task.version },
     });
   }
   return events;

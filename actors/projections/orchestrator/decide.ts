@@ -60,14 +60,15 @@ class Plan {
     return !this.#touched.has(task.id);
   }
 
-  desired(task: TaskRecord, desiredState: TaskStateValue, reason: string): void {
+  /** Asks a task to reach `desiredState`; `cause` is the log index of what called for it. */
+  desired(task: TaskRecord, desiredState: TaskStateValue, reason: string, cause: number): void {
     if (this.full || !this.free(task) || task.desiredState >= desiredState) return;
     this.#touched.add(task.id);
     this.events.push({
       type: "TaskDesiredStateChanged",
       v: 1,
       data: { id: task.id, desiredState },
-      meta: { by: BY, reason, cause: this.ctx.cause, expect: task.version },
+      meta: { by: BY, reason, cause, expect: task.version },
     });
   }
 
@@ -76,6 +77,7 @@ class Plan {
     slot: number,
     nodeId: string,
     reason: string,
+    cause: number,
     options: { attempt?: number; startAfter?: number; desired?: TaskStateValue } = {},
   ): void {
     if (this.full) return;
@@ -94,7 +96,7 @@ class Plan {
         attempt: options.attempt ?? 0,
         startAfter,
       },
-      meta: { by: BY, reason, cause: this.ctx.cause },
+      meta: { by: BY, reason, cause },
     });
   }
 
@@ -105,7 +107,7 @@ class Plan {
       type: "TaskRemoved",
       v: 1,
       data: { id: task.id },
-      meta: { by: BY, reason, cause: this.ctx.cause, expect: task.version },
+      meta: { by: BY, reason, cause: task.version, expect: task.version },
     });
   }
 
@@ -232,26 +234,32 @@ function tendLiveTask(
   if (isTerminalTaskState(task.status.state) || lost !== undefined) {
     if (!plan.free(task)) return true;
     const why = lost ?? `task ${stateWord(task.status.state)}`;
-    plan.desired(task, TaskState.shutdown, `${why}: replacing it`);
+    // The cause: the node's change (down, drained, removed) or the task's own final report.
+    const cause = lost !== undefined
+      ? state.nodes.get(task.nodeId)?.version ?? plan.ctx.cause
+      : task.version;
+    plan.desired(task, TaskState.shutdown, `${why}: replacing it`, cause);
     const slot = task.slot;
     const nodeId = service.spec.mode.kind === "global" ? task.nodeId : "";
     if (lost !== undefined) {
       // Moved, not failed: no delay, not an attempt.
       if (nodeId === "") {
-        plan.create(service, slot, nodeId, `slot ${slot}: ${lost}`, { attempt: task.attempt });
+        plan.create(service, slot, nodeId, `slot ${slot}: ${lost}`, cause, {
+          attempt: task.attempt,
+        });
       }
       return true;
     }
     const restart = restartPlan(state, service, task, plan.ctx.now);
     if (restart !== undefined) {
-      plan.create(service, slot, nodeId, `restart policy: ${why}`, restart);
+      plan.create(service, slot, nodeId, `restart policy: ${why}`, cause, restart);
     }
     return true;
   }
   if (
     task.desiredState === TaskState.ready && task.startAfter > 0 && task.startAfter <= plan.ctx.now
   ) {
-    plan.desired(task, TaskState.running, "restart delay elapsed");
+    plan.desired(task, TaskState.running, "restart delay elapsed", task.version);
   }
   return true;
 }
@@ -302,7 +310,9 @@ function reconcileReplicated(state: ClusterState, service: ServiceRecord, plan: 
       };
     }).sort((a, b) => a.running - b.running || b.load - a.load || b.slot - a.slot);
     for (const r of ranked.slice(0, slots.size - mode.replicas)) {
-      for (const t of r.list) plan.desired(t, TaskState.remove, `scaled down to ${mode.replicas}`);
+      for (const t of r.list) {
+        plan.desired(t, TaskState.remove, `scaled down to ${mode.replicas}`, service.version);
+      }
       slots.delete(r.slot);
     }
   }
@@ -317,7 +327,14 @@ function reconcileReplicated(state: ClusterState, service: ServiceRecord, plan: 
       const newest = [...list].sort(newestFirst)[0];
       const restart = restartPlan(state, service, newest, plan.ctx.now);
       if (restart !== undefined) {
-        plan.create(service, slot, "", `slot ${slot} has no running task`, restart);
+        plan.create(
+          service,
+          slot,
+          "",
+          `slot ${slot} has no running task`,
+          Math.max(newest.version, service.specVersion),
+          restart,
+        );
       }
       continue;
     }
@@ -330,7 +347,13 @@ function reconcileReplicated(state: ClusterState, service: ServiceRecord, plan: 
   for (let have = slots.size; have < mode.replicas && !plan.full; have++) {
     while (slots.has(next)) next++;
     slots.set(next, []);
-    plan.create(service, next, "", `scaled up to ${mode.replicas}: slot ${next} is new`);
+    plan.create(
+      service,
+      next,
+      "",
+      `scaled up to ${mode.replicas}: slot ${next} is new`,
+      service.version,
+    );
   }
 
   rollingUpdate(state, service, outdated, slots.size, plan);
@@ -357,7 +380,14 @@ function reconcileGlobal(state: ClusterState, service: ServiceRecord, plan: Plan
     const live = list.filter(isLive).sort(newestFirst);
     const why = globalIneligible(node, spec);
     if (why !== undefined) {
-      for (const t of live) plan.desired(t, TaskState.shutdown, `node ${node.id}: ${why}`);
+      for (const t of live) {
+        plan.desired(
+          t,
+          TaskState.shutdown,
+          `node ${node.id}: ${why}`,
+          Math.max(node.version, service.version),
+        );
+      }
       continue;
     }
     eligibleCount++;
@@ -373,6 +403,7 @@ function reconcileGlobal(state: ClusterState, service: ServiceRecord, plan: Plan
           0,
           node.id,
           `node ${node.id} has no task of this global service`,
+          Math.max(node.version, service.specVersion, newest?.version ?? 0),
           restart,
         );
       }
@@ -383,7 +414,9 @@ function reconcileGlobal(state: ClusterState, service: ServiceRecord, plan: Plan
   }
   // Tasks on nodes that no longer exist.
   for (const list of byNode.values()) {
-    for (const t of list) if (isLive(t)) plan.desired(t, TaskState.shutdown, "node was removed");
+    for (const t of list) {
+      if (isLive(t)) plan.desired(t, TaskState.shutdown, "node was removed", plan.ctx.cause);
+    }
   }
   rollingUpdate(state, service, outdated, eligibleCount, plan);
 }
@@ -422,14 +455,16 @@ function advanceUpdate(
       b.status.state - a.status.state || newestFirst(a, b)
     )[0];
     for (const t of current) {
-      if (t !== keep) plan.desired(t, TaskState.shutdown, `slot already has task ${keep.id}`);
+      if (t !== keep) {
+        plan.desired(t, TaskState.shutdown, `slot already has task ${keep.id}`, keep.version);
+      }
     }
   }
   // start-first: once the new task runs, the old ones go.
   if (current.some((t) => t.status.state === TaskState.running)) {
     for (const o of live) {
       if (o.specVersion !== service.specVersion) {
-        plan.desired(o, TaskState.shutdown, "replaced by an updated task");
+        plan.desired(o, TaskState.shutdown, "replaced by an updated task", newestVersion(current));
       }
     }
   }
@@ -440,7 +475,7 @@ function advanceUpdate(
   );
   for (const c of current) {
     if (oldStopped && c.desiredState === TaskState.ready && c.startAfter === 0) {
-      plan.desired(c, TaskState.running, "the task it replaces has stopped");
+      plan.desired(c, TaskState.running, "the task it replaces has stopped", newestVersion(all));
     }
   }
   return false;
@@ -507,16 +542,31 @@ function rollingUpdate(
     const first = olds[0];
     const nodeId = service.spec.mode.kind === "global" ? first.nodeId : "";
     if (config.order === "start-first") {
-      plan.create(service, first.slot, nodeId, `${verb}: start-first replacement of ${first.id}`);
+      plan.create(
+        service,
+        first.slot,
+        nodeId,
+        `${verb}: start-first replacement of ${first.id}`,
+        service.specVersion,
+      );
       continue;
     }
-    for (const o of olds) plan.desired(o, TaskState.shutdown, `${verb}: stop-first, replacing it`);
+    for (const o of olds) {
+      plan.desired(o, TaskState.shutdown, `${verb}: stop-first, replacing it`, service.specVersion);
+    }
     const stopped = olds.every((o) =>
       isTerminalTaskState(o.status.state) || o.status.state < TaskState.assigned
     );
-    plan.create(service, first.slot, nodeId, `${verb}: replaces ${first.id} once it stops`, {
-      desired: stopped ? TaskState.running : TaskState.ready,
-    });
+    plan.create(
+      service,
+      first.slot,
+      nodeId,
+      `${verb}: replaces ${first.id} once it stops`,
+      service.specVersion,
+      {
+        desired: stopped ? TaskState.running : TaskState.ready,
+      },
+    );
   }
 }
 
@@ -551,21 +601,34 @@ function reapOrphans(state: ClusterState, plan: Plan): void {
   for (const id of state.tasksByDesiredState.get(TaskState.running)) {
     if (plan.full) return;
     const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+    if (!state.services.has(t.serviceId)) {
+      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+    }
   }
   for (const id of state.tasksByDesiredState.get(TaskState.ready)) {
     const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+    if (!state.services.has(t.serviceId)) {
+      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+    }
   }
   for (const id of state.tasksByDesiredState.get(TaskState.shutdown)) {
     const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) plan.desired(t, TaskState.remove, "service was removed");
+    if (!state.services.has(t.serviceId)) {
+      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+    }
   }
   for (const id of state.tasksByDesiredState.get(TaskState.remove)) {
     if (plan.full) return;
     const t = state.tasks.get(id)!;
     if (!state.services.has(t.serviceId) && removable(t)) plan.remove(t, "service was removed");
   }
+}
+
+/** The index of the latest change among some tasks. */
+function newestVersion(tasks: readonly TaskRecord[]): number {
+  let v = 0;
+  for (const t of tasks) v = Math.max(v, t.version);
+  return v;
 }
 
 /** The fold deletes only tasks that stopped or never reached a node. */

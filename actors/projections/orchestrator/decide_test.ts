@@ -65,8 +65,15 @@ Deno.test("orchestrator fills the slots of a replicated service and scales it", 
   create(c, "web", 3);
   assert.deepEqual(slotsOf(c, "web"), [1, 2, 3]);
   update(c, "web", (s) => (s.mode = { kind: "replicated", replicas: 5 }));
+  const scaleIndex = c.state.index;
   c.settle();
   assert.deepEqual(slotsOf(c, "web"), [1, 2, 3, 4, 5]);
+  // Provenance: the new slots' tasks cite the user's scale as their cause.
+  const newSlots = c.log.flatMap((e) => e.batch.events).filter((e) =>
+    e.type === "TaskCreated" && e.data.slot > 3
+  );
+  assert.equal(newSlots.length, 2);
+  assert.ok(newSlots.every((e) => e.meta.cause === scaleIndex));
   update(c, "web", (s) => (s.mode = { kind: "replicated", replicas: 2 }));
   c.settle();
   assert.equal(c.running("web").length, 2);

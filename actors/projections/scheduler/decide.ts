@@ -192,7 +192,8 @@ class Session {
   }
 
   meta(task: TaskRecord, reason: string) {
-    return { by: BY, reason, cause: this.ctx.cause, expect: task.version };
+    // The cause is the change that made the task pending (or last moved it): what `why` follows.
+    return { by: BY, reason, cause: task.version, expect: task.version };
   }
 
   assigned(task: TaskRecord, info: NodeInfo, decision: SchedulingDecision, bytes: number): void {
