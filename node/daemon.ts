@@ -5,7 +5,13 @@
  *
  * @module
  */
-import { ClusterSpec, type NodeDescription } from "../events/schema.ts";
+import {
+  ClusterSpec,
+  type NodeDescription,
+  type RuntimeKind,
+  type ShoalEvent,
+} from "../events/schema.ts";
+import { equalData } from "../actors/equal.ts";
 import { SqliteLog, type SyncMode } from "../events/sqlite_log.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
@@ -16,6 +22,8 @@ import { allocator } from "../actors/projections/allocator/decide.ts";
 import { scheduler } from "../actors/projections/scheduler/decide.ts";
 import { Agent, LocalSession } from "../actors/agent/agent.ts";
 import { ProcessExecutor, reapLeftoverProcess } from "../actors/agent/executors/process.ts";
+import { adoptOrRemove, DockerExecutor } from "../actors/agent/executors/docker.ts";
+import { DockerApi } from "../actors/agent/docker_api.ts";
 import { createRootCA, newJoinToken } from "./ca.ts";
 
 /** Options of {@linkcode startNode}. */
@@ -26,6 +34,8 @@ export interface NodeOptions {
   listenAddr: string;
   /** SQLite sync mode of the log (default `full`). */
   synchronous?: SyncMode;
+  /** Run container tasks with the local Docker daemon when one answers (default true). */
+  docker?: boolean;
   logger?: Logger;
 }
 
@@ -65,7 +75,7 @@ async function loadIdentity(dataDir: string): Promise<Identity> {
 }
 
 /** What this machine is, as a node description (Go's names for os and architecture). */
-export function describeThisNode(): NodeDescription {
+export function describeThisNode(runtimes: RuntimeKind[] = ["process"]): NodeDescription {
   return {
     hostname: Deno.hostname(),
     platform: { os: Deno.build.os, architecture: Deno.build.arch },
@@ -74,8 +84,24 @@ export function describeThisNode(): NodeDescription {
       memoryBytes: Deno.systemMemoryInfo().total,
     },
     engine: { engineVersion: `shoal ${SHOAL_VERSION}`, labels: {} },
-    runtimes: ["process"],
+    runtimes,
   };
+}
+
+/**
+ * The Docker daemon, if one answers within a second (`DOCKER_HOST`, else the default socket):
+ * then this node also runs container tasks.
+ */
+async function findDocker(logger?: Logger): Promise<DockerApi | undefined> {
+  const api = new DockerApi();
+  try {
+    await api.ping(AbortSignal.timeout(1_000));
+    return api;
+  } catch (err) {
+    logger?.info(`no Docker daemon (${(err as Error).message}): this node runs process tasks only`);
+    api.close();
+    return undefined;
+  }
 }
 
 /** Splits `host:port`, with a clear error for anything else. */
@@ -105,6 +131,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     projections: [orchestrator, allocator, scheduler],
   });
   let agent: Agent | undefined;
+  const docker = options.docker === false ? undefined : await findDocker(options.logger);
+  const runtimes: RuntimeKind[] = docker ? ["process", "container"] : ["process"];
   let handler: ReturnType<typeof createApiHandler> | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
@@ -125,7 +153,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         spec: ClusterSpec.parse({}),
         rootCA,
         joinTokens: { worker: newJoinToken(rootCA), manager: newJoinToken(rootCA) },
-        node: { id: nodeId, description: describeThisNode(), addr: apiAddr },
+        node: { id: nodeId, description: describeThisNode(runtimes), addr: apiAddr },
       }, { by: "user:swarm.init" });
       created = true;
     }
@@ -135,7 +163,15 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         `this data dir belongs to node ${nodeId}, which is not a member of swarm ${manager.state.cluster?.id}`,
       );
     }
+    const description = describeThisNode(runtimes);
+    const changed: ShoalEvent[] = equalData(self.description, description) ? [] : [{
+      type: "NodeDescriptionUpdated",
+      v: 1,
+      data: { id: nodeId, description },
+      meta: { by, reason: "node description changed since the last start" },
+    }];
     await manager.propose([
+      ...changed,
       {
         type: "NodeStatusChanged",
         v: 1,
@@ -155,10 +191,18 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
 
     const tasksRoot = `${options.dataDir}/tasks`;
     await Deno.mkdir(tasksRoot, { recursive: true });
+    if (docker) {
+      // Containers a previous run of this node left behind: their tasks are reported lost by
+      // the agent's first pass and restarted under their policy, so the containers go.
+      await adoptOrRemove(docker, nodeId, { keep: () => false, root: tasksRoot });
+    }
     agent = new Agent({
       nodeId,
       session: new LocalSession(manager, nodeId),
-      executors: (_task, onStatus) => new ProcessExecutor({ root: tasksRoot, onStatus }),
+      executors: (task, onStatus) =>
+        task.spec.runtime.kind === "container" && docker
+          ? new DockerExecutor({ api: docker, root: tasksRoot, onStatus })
+          : new ProcessExecutor({ root: tasksRoot, onStatus }),
       reapLeftover: async (taskId) => {
         await reapLeftoverProcess(tasksRoot, taskId);
       },
@@ -192,6 +236,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           // Long-lived responses (an `events` stream) end first, or shutdown would wait on them.
           handler?.close();
           await server?.shutdown();
+          docker?.close();
           await manager.stop();
           await log.close();
         }
@@ -201,6 +246,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     await agent?.stop();
     handler?.close();
     await server?.shutdown();
+    docker?.close();
     await manager.stop();
     await log.close();
     throw err;
