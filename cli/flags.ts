@@ -18,25 +18,51 @@ export interface FlagSpec {
   description: string;
   /** Value when absent (string flags). */
   default?: string;
+  /** The value's type as help shows it (`uint`, `duration`, `bytes`...); `string` or `list` if unset. */
+  type?: string;
+  /** Left out of help. */
+  hidden?: boolean;
+}
+
+/** How {@link parseFlags} reads a command line. */
+export interface ParseOptions {
+  /**
+   * False: the first positional argument ends the options, and everything after it is an
+   * argument (Docker's `SetInterspersed(false)`, so `service create IMAGE CMD --flag` passes
+   * `--flag` to the command).
+   */
+  interspersed?: boolean;
 }
 
 /** Parsed flags and the remaining positional arguments. */
 export interface ParsedArgs {
   flags: Record<string, string | boolean | string[] | undefined>;
   args: string[];
+  /** The flags the command line set (Docker's `flags.Changed`). */
+  changed: Set<string>;
 }
 
 /** A command line the user got wrong: the message says what and how to fix it. */
 export class UsageError extends Error {
+  /** The command's usage line (`shoal service create [OPTIONS] IMAGE ...`), when known. */
+  usage?: string;
+  /** The command's path (`shoal service create`), when known. */
+  commandPath?: string;
   /** Creates a usage error. */
-  constructor(message: string) {
+  constructor(message: string, where?: { usage: string; commandPath: string }) {
     super(message);
     this.name = "UsageError";
+    this.usage = where?.usage;
+    this.commandPath = where?.commandPath;
   }
 }
 
 /** Parses `argv` against `specs`. */
-export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): ParsedArgs {
+export function parseFlags(
+  argv: readonly string[],
+  specs: readonly FlagSpec[],
+  options: ParseOptions = {},
+): ParsedArgs {
   const byName = new Map<string, FlagSpec>();
   for (const s of specs) {
     byName.set(s.name, s);
@@ -47,6 +73,7 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
     flags[s.name] = s.kind === "boolean" ? false : s.kind === "list" ? [] : s.default;
   }
   const args: string[] = [];
+  const changed = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--") {
@@ -54,24 +81,49 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
       break;
     }
     if (!arg.startsWith("-") || arg === "-") {
+      if (options.interspersed === false) {
+        args.push(...argv.slice(i));
+        break;
+      }
       args.push(arg);
       continue;
     }
     const long = arg.startsWith("--");
-    const body = arg.slice(long ? 2 : 1);
+    let body = arg.slice(long ? 2 : 1);
+    // `-qd`: several boolean short flags at once.
+    if (!long && body.length > 1 && !body.includes("=")) {
+      const all = [...body].map((c) => byName.get(c));
+      if (all.every((sp, k) => sp?.kind === "boolean" && sp.short === body[k])) {
+        for (const sp of all) {
+          flags[sp!.name] = true;
+          changed.add(sp!.name);
+        }
+        continue;
+      }
+    }
+    // `-eKEY=VALUE` and `-e=VALUE`: a short flag that takes a value, with the value attached.
+    if (!long && body.length > 1) {
+      const short = byName.get(body[0]);
+      if (short && short.short === body[0] && short.kind !== "boolean") {
+        body = body[1] === "=" ? body : `${body[0]}=${body.slice(1)}`;
+      }
+    }
     const eq = body.indexOf("=");
     const name = eq >= 0 ? body.slice(0, eq) : body;
     const spec = byName.get(name);
     if (spec === undefined || (long ? spec.name !== name : spec.short !== name)) {
       throw new UsageError(`unknown flag: ${arg.slice(0, long ? 2 + name.length : 2)}`);
     }
+    changed.add(spec.name);
     if (spec.kind === "boolean") {
       if (eq >= 0) {
         const v = body.slice(eq + 1);
-        if (v !== "true" && v !== "false") {
+        // Go's strconv.ParseBool forms.
+        const yes = ["1", "t", "T", "true", "TRUE", "True"].includes(v);
+        if (!yes && !["0", "f", "F", "false", "FALSE", "False"].includes(v)) {
           throw new UsageError(`invalid argument "${v}" for "--${spec.name}" flag: not a boolean`);
         }
-        flags[spec.name] = v === "true";
+        flags[spec.name] = yes;
       } else flags[spec.name] = true;
       continue;
     }
@@ -82,14 +134,14 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
     if (spec.kind === "list") (flags[spec.name] as string[]).push(value);
     else flags[spec.name] = value;
   }
-  return { flags, args };
+  return { flags, args, changed };
 }
 
 /** Help text for a command's flags, aligned like Docker's. */
 export function flagHelp(specs: readonly FlagSpec[]): string {
-  const rows = specs.map((s) => {
+  const rows = specs.filter((s) => !s.hidden).map((s) => {
     const left = `${s.short ? `-${s.short}, ` : "    "}--${s.name}${
-      s.kind === "boolean" ? "" : " " + (s.kind === "list" ? "list" : "string")
+      s.kind === "boolean" ? "" : " " + (s.type ?? (s.kind === "list" ? "list" : "string"))
     }`;
     const def = s.default !== undefined ? ` (default "${s.default}")` : "";
     return [left, s.description + def] as const;

@@ -27,3 +27,26 @@ Deno.test("parseFlags names the flag that is wrong", () => {
   assert.throws(() => parseFlags(["--quiet=maybe"], specs), /not a boolean/);
   assert.throws(() => parseFlags(["--q"], specs), /unknown flag: --q/);
 });
+
+Deno.test("parseFlags: grouped short booleans, attached short values, Docker's changed set", () => {
+  const more: FlagSpec[] = [...specs, {
+    name: "detach",
+    short: "d",
+    kind: "boolean",
+    description: "",
+  }, {
+    name: "env",
+    short: "e",
+    kind: "list",
+    description: "",
+  }];
+  const p = parseFlags(["-qd", "-eA=1", "--label=x", "img", "--not-mine"], more, {
+    interspersed: false,
+  });
+  assert.equal(p.flags.quiet, true);
+  assert.equal(p.flags.detach, true);
+  assert.deepEqual(p.flags.env, ["A=1"]);
+  assert.deepEqual(p.args, ["img", "--not-mine"], "options end at the first argument");
+  assert.deepEqual([...p.changed].sort(), ["detach", "env", "label", "quiet"]);
+  assert.equal(parseFlags(["--quiet=0"], specs).flags.quiet, false);
+});

@@ -4,6 +4,8 @@
  * @module
  */
 import { UsageError } from "./flags.ts";
+import { CliError } from "./format.ts";
+import { globalOptions, runtime } from "./command.ts";
 import { SHOAL_VERSION } from "../web/api.ts";
 
 /** A command group: runs with the arguments after its name, resolves with the exit code. */
@@ -13,6 +15,34 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
   start: {
     summary: "Run a single-node swarm in the foreground (manager and worker in one process)",
     load: async () => (await import("./start.ts")).startCommand,
+  },
+  config: {
+    summary: "Manage Swarm configs",
+    load: async () => (await import("./config.ts")).configCommand,
+  },
+  events: {
+    summary: "Get real time events from the server",
+    load: async () => (await import("./events.ts")).eventsCommand,
+  },
+  network: {
+    summary: "Manage networks",
+    load: async () => (await import("./network.ts")).networkCommand,
+  },
+  node: {
+    summary: "Manage Swarm nodes",
+    load: async () => (await import("./node.ts")).nodeCommand,
+  },
+  secret: {
+    summary: "Manage Swarm secrets",
+    load: async () => (await import("./secret.ts")).secretCommand,
+  },
+  service: {
+    summary: "Manage Swarm services",
+    load: async () => (await import("./service.ts")).serviceCommand,
+  },
+  swarm: {
+    summary: "Manage Swarm",
+    load: async () => (await import("./swarm.ts")).swarmCommand,
   },
   version: {
     summary: "Show the Shoal version",
@@ -31,6 +61,10 @@ function usage(): string {
     "",
     "A container orchestrator in the model of Docker Swarm mode, built on an event log.",
     "",
+    "Global options:",
+    "  -H, --host string   Manager to talk to: tcp://HOST:PORT (default: $SHOAL_HOST, then",
+    "                      $DOCKER_HOST, then tcp://127.0.0.1:4375)",
+    "",
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}   ${c.summary}`),
     "",
@@ -40,6 +74,18 @@ function usage(): string {
 
 /** Runs the CLI with `argv` (without the program name); resolves with the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // Global options come before the command name, as Docker's (`shoal -H tcp://h:4375 node ls`).
+  argv = [...argv];
+  while (argv.length > 0) {
+    const a = argv[0];
+    if ((a === "-H" || a === "--host") && argv.length > 1) {
+      globalOptions.host = argv[1];
+      argv.splice(0, 2);
+    } else if (a.startsWith("--host=") || (a.startsWith("-H") && a.length > 2)) {
+      globalOptions.host = a.startsWith("--host=") ? a.slice(7) : a.slice(2).replace(/^=/, "");
+      argv.splice(0, 1);
+    } else break;
+  }
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     console.log(usage());
@@ -54,11 +100,20 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await (await command.load())(rest);
   } catch (err) {
+    const io = runtime.makeIo();
     if (err instanceof UsageError) {
-      console.error(`${err.message}\nSee 'shoal ${name} --help'.`);
+      if (err.usage !== undefined) {
+        await io.err(
+          `${err.message}\n\nUsage:  ${err.usage}\n\nRun '${err.commandPath} --help' for more information\n`,
+        );
+      } else await io.err(`${err.message}\nSee 'shoal ${name} --help'.\n`);
       return 125;
     }
-    console.error(`Error: ${(err as Error).message}`);
+    if (err instanceof CliError) {
+      await io.err(err.message + "\n");
+      return err.status;
+    }
+    await io.err(`Error: ${(err as Error).message}\n`);
     return 1;
   }
 }

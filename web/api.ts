@@ -5,7 +5,9 @@
  * Two families of routes:
  * - the Docker Engine API's swarm endpoints (v1.41 shapes, under `/` and `/v1.NN/`), so that the
  *   `docker` CLI works with `DOCKER_HOST` pointing at a manager: see `web/docker/`;
- * - Shoal's own views under `/shoal/v1/`: the state summary and the log.
+ * - Shoal's own views under `/shoal/v1/`: the state now or at any index, diffs, provenance
+ *   (`why`), replay, bisect, the log and a live stream of it (see `web/shoal/routes.ts`); and the
+ *   dashboard at `/ui/` (`web/ui/`), to which `/` redirects.
  *
  * Docker endpoints served: `/_ping`, `/version`, `/info`, `GET /swarm`, `POST /swarm/update`
  * (`rotateWorkerToken`, `rotateManagerToken`), `/nodes` (`filters` id, name, role, label,
@@ -29,9 +31,7 @@
  * @module
  */
 import type { Manager } from "../actors/manager.ts";
-import { taskStateName } from "../events/schema.ts";
-import { nodeName } from "../actors/state.ts";
-import { errorResponse, intParam, json } from "./http.ts";
+import { errorResponse } from "./http.ts";
 import { Router } from "./router.ts";
 import { EventHub } from "./docker/events.ts";
 import type { DockerApiContext } from "./docker/context.ts";
@@ -40,6 +40,8 @@ import { addServiceRoutes } from "./docker/service_routes.ts";
 import { addNodeRoutes } from "./docker/node_routes.ts";
 import { addFileObjectRoutes } from "./docker/file_object_routes.ts";
 import { addNetworkRoutes } from "./docker/network_routes.ts";
+import { addShoalRoutes } from "./shoal/routes.ts";
+import type { LiveHistoryOptions } from "./shoal/live_history.ts";
 
 export { API_VERSION, ApiError, SHOAL_VERSION } from "./http.ts";
 
@@ -47,12 +49,14 @@ export { API_VERSION, ApiError, SHOAL_VERSION } from "./http.ts";
 export interface ApiOptions {
   /** The node this manager runs on (what `/info` reports as `NodeID`); by default the leader. */
   nodeId?: string;
+  /** Checkpoint spacing of the time-travel routes (defaults suit production). */
+  history?: LiveHistoryOptions;
 }
 
 /** The API handler; `close()` ends open event streams so that the server can shut down. */
 export interface ApiHandler {
   (req: Request): Promise<Response>;
-  /** Ends every open `/events` stream and stops following the manager. */
+  /** Ends every open `/events` and `/shoal/v1/stream` stream and stops following the manager. */
   close(): void;
 }
 
@@ -67,7 +71,7 @@ export function createApiHandler(manager: Manager, options: ApiOptions = {}): Ap
   addFileObjectRoutes(router, ctx, "secret");
   addFileObjectRoutes(router, ctx, "config");
   addNetworkRoutes(router, ctx);
-  addShoalRoutes(router, manager);
+  const shoal = addShoalRoutes(router, manager, options.history);
 
   const handler = async (req: Request): Promise<Response> => {
     try {
@@ -77,60 +81,10 @@ export function createApiHandler(manager: Manager, options: ApiOptions = {}): Ap
       return errorResponse(err);
     }
   };
-  return Object.assign(handler, { close: () => hub.close() });
-}
-
-/** Shoal's own routes: `/shoal/v1/state` and `/shoal/v1/log`. */
-function addShoalRoutes(router: Router, manager: Manager): void {
-  router.get("/shoal/v1/state", () => json(stateSummary(manager)));
-  router.get("/shoal/v1/log", ({ url }) => {
-    const last = manager.state.index;
-    const from = Math.max(1, intParam(url, "from", Math.max(1, last - 99)));
-    const to = Math.min(intParam(url, "to", last), from + 999);
-    return json({
-      lastIndex: last,
-      entries: manager.log.read(from, to).map((e) => ({
-        index: e.index,
-        term: e.term,
-        at: e.batch.at,
-        by: e.batch.by,
-        events: e.batch.events,
-      })),
-    });
+  return Object.assign(handler, {
+    close: () => {
+      hub.close();
+      shoal.close();
+    },
   });
-}
-
-/** A readable summary of the state: what `/shoal/v1/state` returns. */
-export function stateSummary(manager: Manager) {
-  const s = manager.state;
-  return {
-    index: s.index,
-    cluster: s.cluster &&
-      { id: s.cluster.id, name: s.cluster.spec.name, createdAt: s.cluster.createdAt },
-    nodes: [...s.nodes.values()].map((n) => ({
-      id: n.id,
-      name: nodeName(n),
-      role: n.role,
-      availability: n.spec.availability,
-      status: n.status.state,
-      leader: n.managerStatus?.leader ?? false,
-    })),
-    services: [...s.services.values()].map((svc) => ({
-      id: svc.id,
-      name: svc.spec.name,
-      mode: svc.spec.mode,
-      version: svc.version,
-      tasks: [...s.tasksOf(svc.id)].map((t) => ({
-        id: t.id,
-        slot: t.slot,
-        node: t.nodeId,
-        desired: taskStateName(t.desiredState),
-        state: taskStateName(t.status.state),
-      })),
-    })),
-    secrets: s.secrets.size,
-    configs: s.configs.size,
-    networks: s.networks.size,
-    rejections: s.rejections.slice(-10),
-  };
 }

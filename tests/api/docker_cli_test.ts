@@ -25,7 +25,13 @@ Deno.test({
   async fn() {
     const dataDir = await Deno.makeTempDir({ prefix: "shoal-docker-cli-" });
     const configDir = await Deno.makeTempDir({ prefix: "shoal-docker-config-" });
-    const node = await startNode({ dataDir, listenAddr: "127.0.0.1:0", synchronous: "off" });
+    // No Docker for this node: container services stay pending, which is what is checked here.
+    const node = await startNode({
+      dataDir,
+      listenAddr: "127.0.0.1:0",
+      synchronous: "off",
+      docker: false,
+    });
     const host = node.apiUrl.replace("http://", "tcp://");
     const m = node.manager;
     const docker = async (args: string[], stdin?: string): Promise<Run> => {

@@ -17,7 +17,18 @@ import { serviceSpecFromDocker, serviceToDocker } from "./service_json.ts";
 import { taskName, taskToDocker } from "./task_json.ts";
 
 const SERVICE_FILTERS = ["id", "label", "mode", "name"];
-const TASK_FILTERS = ["id", "name", "service", "node", "label", "desired-state", "runtime"];
+// `_up-to-date` is the docker CLI's own (it polls with it while showing progress): tasks that run
+// the service's current spec.
+const TASK_FILTERS = [
+  "id",
+  "name",
+  "service",
+  "node",
+  "label",
+  "desired-state",
+  "runtime",
+  "_up-to-date",
+];
 
 /** Warnings for a spec no node can run yet (the docker CLI prints them). */
 function warnings(ctx: DockerApiContext, spec: ServiceSpec): string[] {
@@ -136,6 +147,10 @@ export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
       if (!f.prefix("id", t.id) || !f.prefix("name", taskName(s, t))) continue;
       if (!f.exact("desired-state", taskStateName(t.desiredState))) continue;
       if (!f.exact("runtime", s.taskSpec(t).runtime.kind)) continue;
+      if (f.has("_up-to-date")) {
+        const current = s.services.get(t.serviceId)?.specVersion === t.specVersion;
+        if (!f.exact("_up-to-date", String(current))) continue;
+      }
       // As SwarmKit's: a task's labels filter matches its service's labels (`docker stack ps`).
       if (!f.labels("label", s.services.get(t.serviceId)?.spec.labels ?? {})) continue;
       out.push(taskToDocker(s, t));
