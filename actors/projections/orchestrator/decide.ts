@@ -31,6 +31,7 @@ import {
   TaskState,
   type TaskStateValue,
   type UpdateConfig,
+  type UpdateStatus,
 } from "../../../events/schema.ts";
 import type { ClusterState, NodeRecord, ServiceRecord, TaskRecord } from "../../state.ts";
 import type { Projection, ProjectionContext } from "../../manager.ts";
@@ -111,9 +112,15 @@ class Plan {
     });
   }
 
-  updateStatus(service: ServiceRecord, state: "completed" | "rollback_completed"): void {
+  /** Moves a service's update (or rollback) to a new state, with a message and its cause. */
+  updateStatus(
+    service: ServiceRecord,
+    state: UpdateStatus["state"],
+    message: string,
+    cause: number,
+  ): void {
     if (this.full) return;
-    const started = service.updateStatus?.startedAt ?? this.ctx.now;
+    const ended = state === "completed" || state === "rollback_completed";
     this.events.push({
       type: "ServiceUpdateStatusChanged",
       v: 1,
@@ -121,17 +128,37 @@ class Plan {
         id: service.id,
         updateStatus: {
           state,
-          startedAt: started,
-          completedAt: this.ctx.now,
-          message: state === "completed" ? "update completed" : "rollback completed",
+          startedAt: service.updateStatus?.startedAt ?? this.ctx.now,
+          completedAt: ended ? this.ctx.now : 0,
+          message,
         },
       },
-      meta: {
-        by: BY,
-        reason: `${service.spec.name}: all tasks run the new spec`,
-        cause: this.ctx.cause,
-        expect: service.version,
+      meta: { by: BY, reason: `${service.spec.name}: ${message}`, cause, expect: service.version },
+    });
+  }
+
+  /** Rolls a failed update back to the previous spec (failure action `rollback`). */
+  rollback(service: ServiceRecord, message: string, cause: number): void {
+    if (this.full || service.previousSpec === undefined) return;
+    this.events.push({
+      type: "ServiceRolledBack",
+      v: 1,
+      data: { id: service.id },
+      meta: { by: BY, reason: message, cause, expect: service.version },
+    });
+    this.events.push({
+      type: "ServiceUpdateStatusChanged",
+      v: 1,
+      data: {
+        id: service.id,
+        updateStatus: {
+          state: "rollback_started",
+          startedAt: this.ctx.now,
+          completedAt: 0,
+          message,
+        },
       },
+      meta: { by: BY, reason: message, cause, expect: service.version },
     });
   }
 }
@@ -325,7 +352,10 @@ function reconcileReplicated(state: ClusterState, service: ServiceRecord, plan: 
       // The slot's newest task finished and was not restarted: restart it if the policy now
       // allows (a new spec resets the attempts), else the slot stays finished.
       const newest = [...list].sort(newestFirst)[0];
-      const restart = restartPlan(state, service, newest, plan.ctx.now);
+      // A slot that ran an older spec is refilled by the update, whatever the restart policy.
+      const restart = newest.specVersion !== service.specVersion
+        ? { attempt: 0, startAfter: 0 }
+        : restartPlan(state, service, newest, plan.ctx.now);
       if (restart !== undefined) {
         plan.create(
           service,
@@ -394,7 +424,7 @@ function reconcileGlobal(state: ClusterState, service: ServiceRecord, plan: Plan
     if (live.length === 0) {
       if (node.spec.availability !== "active") continue; // paused: keeps what it has, gets nothing new
       const newest = [...list].sort(newestFirst)[0];
-      const restart = newest === undefined
+      const restart = newest === undefined || newest.specVersion !== service.specVersion
         ? { attempt: 0, startAfter: 0 }
         : restartPlan(state, service, newest, plan.ctx.now);
       if (restart !== undefined) {
@@ -493,30 +523,65 @@ function rollingUpdate(
   slotCount: number,
   plan: Plan,
 ): void {
-  const rollingBack = service.updateStatus?.state.startsWith("rollback") ?? false;
+  const status = service.updateStatus;
+  const rollingBack = status?.state.startsWith("rollback") ?? false;
   const config: UpdateConfig = rollingBack ? service.spec.rollback : service.spec.update;
-  // In flight: tasks of the current spec not yet running, whose slot still has an old task, or
-  // which are waiting to start.
+  const active = status?.state === "updating" || status?.state === "rollback_started";
+  // In flight: tasks of the current spec on their way up. Failed: tasks this update started that
+  // ended on their own (not stopped by us), SwarmKit's "failure or early termination".
   let inFlight = 0;
   let lastStarted = 0;
+  let failures = 0;
+  let firstFailure: TaskRecord | undefined;
   for (const t of state.tasksOf(service.id)) {
-    if (!isLive(t) || t.specVersion !== service.specVersion) continue;
+    if (t.specVersion !== service.specVersion) continue;
+    if (active && t.createdAt >= status!.startedAt && failedOnItsOwn(t)) {
+      failures++;
+      if (firstFailure === undefined || t.updatedAt < firstFailure.updatedAt) firstFailure = t;
+    }
+    if (!isLive(t)) continue;
     if (t.status.state !== TaskState.running) {
       if (t.attempt === 0 && t.startAfter === 0 && !isTerminalTaskState(t.status.state)) inFlight++;
     } else lastStarted = Math.max(lastStarted, t.updatedAt);
   }
+  if (
+    active && firstFailure !== undefined &&
+    failures / Math.max(1, slotCount) > config.maxFailureRatio
+  ) {
+    const action = config.failureAction;
+    const what = rollingBack ? "rollback" : "update";
+    const why = `failure or early termination of task ${firstFailure.id}`;
+    if (action === "pause" || (action === "rollback" && rollingBack)) {
+      plan.updateStatus(
+        service,
+        rollingBack ? "rollback_paused" : "paused",
+        `${what} paused due to ${why}`,
+        firstFailure.version,
+      );
+      return;
+    }
+    if (action === "rollback") {
+      plan.rollback(service, `update rolled back due to ${why}`, firstFailure.version);
+      return;
+    }
+    // continue: carry on regardless.
+  }
   if (outdated.length === 0) {
-    const st = service.updateStatus?.state;
-    if ((st === "updating" || st === "rollback_started") && inFlight === 0) {
-      plan.updateStatus(service, st === "updating" ? "completed" : "rollback_completed");
+    // Done once the last updated task has run for the monitor period without failing.
+    if (
+      active && inFlight === 0 &&
+      (lastStarted === 0 || plan.ctx.now >= lastStarted + config.monitor)
+    ) {
+      plan.updateStatus(
+        service,
+        rollingBack ? "rollback_completed" : "completed",
+        rollingBack ? "rollback completed" : "update completed",
+        service.specVersion,
+      );
     }
     return;
   }
-  if (
-    service.updateStatus?.state === "paused" || service.updateStatus?.state === "rollback_paused"
-  ) {
-    return;
-  }
+  if (status?.state === "paused" || status?.state === "rollback_paused") return;
   const parallelism = config.parallelism === 0 ? slotCount : config.parallelism;
   if (inFlight >= parallelism) return;
   if (
@@ -624,6 +689,13 @@ function reapOrphans(state: ClusterState, plan: Plan): void {
   }
 }
 
+/** A task that ended without being asked to stop: it failed, was rejected, or exited. */
+function failedOnItsOwn(t: TaskRecord): boolean {
+  const st = t.status.state;
+  return (st === TaskState.failed || st === TaskState.rejected || st === TaskState.complete) &&
+    t.desiredState <= TaskState.running;
+}
+
 /** The index of the latest change among some tasks. */
 function newestVersion(tasks: readonly TaskRecord[]): number {
   let v = 0;
@@ -650,14 +722,16 @@ function nextDeadline(state: ClusterState, now: number): number | undefined {
     const st = service.updateStatus?.state;
     if (st !== "updating" && st !== "rollback_started") continue;
     const config = st === "updating" ? service.spec.update : service.spec.rollback;
-    if (config.delay === 0) continue;
     let lastStarted = 0;
     for (const t of state.tasksOf(service.id)) {
       if (t.specVersion === service.specVersion && t.status.state === TaskState.running) {
         lastStarted = Math.max(lastStarted, t.updatedAt);
       }
     }
-    if (lastStarted > 0) consider(lastStarted + config.delay);
+    if (lastStarted > 0) {
+      if (config.delay > 0) consider(lastStarted + config.delay);
+      consider(lastStarted + config.monitor);
+    }
   }
   return next;
 }

@@ -230,6 +230,8 @@ Deno.test("orchestrator rolls an update one slot at a time, stop-first, with a d
   assert.equal(current(), 2);
   c.advance(10_000);
   assert.equal(current(), 3);
+  assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "updating", "monitoring");
+  c.advance(5_000);
   assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "completed");
   assert.equal(c.state.serviceByName("web")!.updateStatus?.message, "update completed");
   // Old tasks stay as history: shut down, one per slot.
@@ -265,6 +267,7 @@ Deno.test("orchestrator rollback brings back the previous spec", () => {
     meta: meta("user", svc.version),
   }]);
   c.settle();
+  c.advance(5_000);
   assert.ok(c.running("web").every((t) => t.specVersion === before));
   assert.equal(c.running("web").length, 2);
   assert.equal(c.state.serviceByName("web")!.updateStatus?.state, "rollback_completed");
@@ -296,4 +299,66 @@ Deno.test("orchestrator stops and reaps the tasks of a removed service", () => {
   }]);
   c.settle();
   assert.equal(c.state.tasks.size, 0);
+});
+
+/** Updates a service to a program that fails at once, with a failure action. */
+function failingUpdate(action: "pause" | "continue" | "rollback") {
+  const c = cluster(["n1", "n2"]);
+  create(c, "web", 4, {
+    update: { parallelism: 1, delay: 10_000, failureAction: action, monitor: 5_000 },
+    task: { runtime: { kind: "process", command: "/bin/good" }, restart: { condition: "none" } },
+  });
+  const good = c.state.serviceByName("web")!.specVersion;
+  update(c, "web", (s) => {
+    if (s.task.runtime.kind === "process") s.task.runtime.command = "/bin/bad";
+  });
+  c.settle();
+  // The first updated task dies at once.
+  const svc = c.state.serviceByName("web")!;
+  const bad = c.running("web").find((t) => t.specVersion === svc.specVersion)!;
+  c.exit(bad.id, 1);
+  c.settle();
+  return { c, good, bad };
+}
+
+Deno.test("orchestrator pauses an update whose new tasks fail (failure action pause)", () => {
+  const { c, bad } = failingUpdate("pause");
+  const status = c.state.serviceByName("web")!.updateStatus!;
+  assert.equal(status.state, "paused");
+  assert.equal(
+    status.message,
+    `update paused due to failure or early termination of task ${bad.id}`,
+  );
+  for (let i = 0; i < 6; i++) c.advance(10_000);
+  const svc = c.state.serviceByName("web")!;
+  const updated = c.running("web").filter((t) => t.specVersion === svc.specVersion).length;
+  assert.equal(updated, 0, "no more slots are updated while paused");
+  assert.equal(c.running("web").length, 3, "the other slots keep running the old spec");
+});
+
+Deno.test("orchestrator rolls back an update whose new tasks fail (failure action rollback)", () => {
+  const { c, good, bad } = failingUpdate("rollback");
+  let status = c.state.serviceByName("web")!.updateStatus!;
+  assert.equal(status.state, "rollback_started");
+  assert.equal(
+    status.message,
+    `update rolled back due to failure or early termination of task ${bad.id}`,
+  );
+  c.advance(10_000);
+  status = c.state.serviceByName("web")!.updateStatus!;
+  assert.equal(status.state, "rollback_completed");
+  assert.equal(c.state.serviceByName("web")!.specVersion, good);
+  assert.equal(c.running("web").length, 4);
+  assert.ok(c.running("web").every((t) => t.specVersion === good));
+});
+
+Deno.test("orchestrator carries on past failures with failure action continue", () => {
+  const { c } = failingUpdate("continue");
+  for (let i = 0; i < 6; i++) c.advance(10_000); // one batch per update delay
+  const svc = c.state.serviceByName("web")!;
+  const updatedSlots = new Set(
+    c.tasks("web").filter((t) => t.specVersion === svc.specVersion).map((t) => t.slot),
+  );
+  assert.equal(updatedSlots.size, 4, "every slot got the new spec");
+  assert.notEqual(svc.updateStatus?.state, "paused");
 });
