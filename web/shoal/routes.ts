@@ -46,7 +46,7 @@ import { ApiError, intParam, json } from "../http.ts";
 import type { RouteContext, RouteHandler, Router } from "../router.ts";
 import { LiveHistory, type LiveHistoryOptions } from "./live_history.ts";
 import { stateView } from "./state_json.ts";
-import { streamResponse } from "./stream.ts";
+import { STREAM_HEADERS, streamResponse } from "./stream.ts";
 import { addUiRoutes } from "./ui_routes.ts";
 
 /** Most entries one `replay` call steps through. */
@@ -360,25 +360,25 @@ export function addShoalRoutes(
     });
   });
 
+  const streamSource = {
+    manager,
+    rejectionOf: (i: number) => {
+      try {
+        return history.index.rejection(i);
+      } catch {
+        return undefined; // still indexing: the entry is described as applied
+      }
+    },
+    track: (close: () => void) => {
+      streams.add(close);
+      return () => streams.delete(close);
+    },
+  };
   get("/shoal/v1/stream", ({ req, url }) =>
-    streamResponse(
-      {
-        manager,
-        rejectionOf: (i) => {
-          try {
-            return history.index.rejection(i);
-          } catch {
-            return undefined;
-          }
-        },
-        track: (close) => {
-          streams.add(close);
-          return () => streams.delete(close);
-        },
-      },
-      req,
-      url,
-    ));
+    // A HEAD must not open a stream nobody will read or cancel.
+    req.method === "HEAD"
+      ? new Response(null, { headers: STREAM_HEADERS })
+      : streamResponse(streamSource, req, url));
 
   addUiRoutes(router);
 

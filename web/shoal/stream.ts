@@ -28,7 +28,7 @@
  */
 import type { Manager } from "../../actors/manager.ts";
 import type { LogEntry } from "../../events/log.ts";
-import { type ShoalEvent, taskStateName } from "../../events/schema.ts";
+import { type ShoalEvent, TaskState, taskStateName } from "../../events/schema.ts";
 import {
   type ApplyResult,
   type ClusterState,
@@ -44,6 +44,14 @@ export const EVENTS_PER_ENTRY = 20;
 export const MAX_CATCH_UP = 1_000;
 /** Interval of the keep-alive comment. */
 export const KEEPALIVE_MS = 15_000;
+
+/** Headers of the stream (no caching, no proxy buffering). */
+export const STREAM_HEADERS: Readonly<Record<string, string>> = {
+  ...baseHeaders(),
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
 
 /** One event of an entry, in a line. */
 export interface StreamEvent {
@@ -137,8 +145,9 @@ export function describeEvent(e: ShoalEvent, state: ClusterState): StreamEvent {
       summary = `${label} pending: ${e.data.message}`;
       break;
     case "TaskStatusReported": {
+      // The agent's message says more than the state only when something went wrong.
       const st = e.data.status;
-      const why = st.err || st.message;
+      const why = st.err || (st.state >= TaskState.complete ? st.message : "");
       summary = `${label} ${taskStateName(st.state)}${why ? `: ${why}` : ""}`;
       break;
     }
@@ -258,12 +267,5 @@ export function streamResponse(source: StreamSource, req: Request, url: URL): Re
       cleanup();
     },
   });
-  return new Response(body, {
-    headers: {
-      ...baseHeaders(),
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      "x-accel-buffering": "no",
-    },
-  });
+  return new Response(body, { headers: STREAM_HEADERS });
 }
