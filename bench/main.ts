@@ -9,6 +9,7 @@ import { runReplayBench } from "./replay_bench.ts";
 import { runCodecBench } from "./codec_bench.ts";
 import { runSchedBench } from "./sched_bench.ts";
 import { runTimeTravelBench } from "./timetravel_bench.ts";
+import { runRaftBench } from "./raft_bench.ts";
 
 type Bench = (options: { json: boolean }) => unknown;
 
@@ -18,6 +19,7 @@ const BENCHES: Record<string, Bench> = {
   snapshot: runSnapshotBench,
   sched: runSchedBench,
   timetravel: runTimeTravelBench,
+  raft: runRaftBench,
 };
 
 async function main(args: string[]): Promise<number> {

@@ -292,7 +292,13 @@ export class Raft {
     let entries: Entry[];
     try {
       prevTerm = this.raftLog.term(prevIndex);
-      entries = this.raftLog.entries(pr.next, this.maxMsgSize);
+      // A follower whose in-flight window is full gets an empty append: it still carries the
+      // commit index and prompts an answer that frees the window (a heartbeat response unpauses
+      // the flow, and the appends in flight may all have been lost). Adding entries to a full
+      // window would be an error.
+      entries = pr.state === "replicate" && pr.inflights.full()
+        ? []
+        : this.raftLog.entries(pr.next, this.maxMsgSize);
     } catch (e) {
       if (e instanceof CompactedError) return this.#maybeSendSnapshot(to, pr);
       throw e;

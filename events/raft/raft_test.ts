@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { bytes, Network } from "./_network_test_helper.ts";
 import { ProposalDroppedError } from "./errors.ts";
+import { Raft } from "./raft.ts";
+import { MemoryStorage } from "./storage.ts";
 import type { NodeId, PeerMessage } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -585,4 +587,41 @@ Deno.test("read index: a single node answers at once", () => {
   net.node(1).readIndex(ctx("solo"));
   net.stabilize();
   assert.deepEqual(net.readStates.get(1), [{ index: 1, context: ctx("solo") }]);
+});
+
+Deno.test("a heartbeat response to a leader whose window to a follower is full sends an empty append", () => {
+  // Regression: the leader unpaused the flow on MsgHeartbeatResp and then tried to add entries to
+  // a full Inflights window, which threw ("Cannot add to a full Inflights window").
+  const storage = new MemoryStorage({ confState: { voters: [1, 2], learners: [] } });
+  const r = new Raft({
+    id: 1,
+    storage,
+    random: () => 0,
+    maxInflightMsgs: 2,
+    electionTick: 10,
+    heartbeatTick: 1,
+  });
+  r.becomeCandidate();
+  r.becomeLeader();
+  const pr = r.trk.progress.get(2)!;
+  pr.becomeReplicate();
+  for (let i = 0; i < 4; i++) {
+    r.step(
+      {
+        type: "MsgProp",
+        from: 1,
+        to: 1,
+        term: 0,
+        entries: [{ term: 0, index: 0, type: "normal", data: new Uint8Array([i]) }],
+      } as never,
+    );
+  }
+  assert.ok(pr.inflights.full(), "the window to 2 is full");
+  r.msgs.length = 0;
+  assert.doesNotThrow(() =>
+    r.step({ type: "MsgHeartbeatResp", from: 2, to: 1, term: r.term } as never)
+  );
+  const apps = r.msgs.filter((m) => m.type === "MsgApp");
+  assert.equal(apps.length, 1);
+  assert.equal((apps[0] as { entries: readonly unknown[] }).entries.length, 0, "an empty append");
 });
