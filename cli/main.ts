@@ -24,6 +24,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "Get real time events from the server",
     load: async () => (await import("./events.ts")).eventsCommand,
   },
+  info: {
+    summary: "Display swarm-wide information",
+    load: async () => (await import("./swarm_node.ts")).infoCommand,
+  },
   network: {
     summary: "Manage networks",
     load: async () => (await import("./network.ts")).networkCommand,

@@ -1,12 +1,23 @@
 /**
- * `shoal start`: a single-node swarm in the foreground, on the embedded defaults (a SQLite log in
- * the data dir, and the API). Ctrl-C stops it cleanly; starting again resumes the same swarm.
+ * `shoal start`: runs the node of a data dir in the foreground. An empty data dir becomes a
+ * single-node swarm on the embedded defaults (a SQLite log in the data dir, and the API, with no
+ * cluster port: `shoal swarm init` makes a swarm others can join). A data dir that `swarm init`
+ * or `swarm join` made runs that node again: a manager with its cluster port, or a worker.
+ * Ctrl-C stops it cleanly; starting again resumes the same swarm.
  *
  * @module
  */
 import { flagHelp, type FlagSpec, parseFlags, UsageError } from "./flags.ts";
 import { startNode } from "../node/daemon.ts";
+import { startWorker } from "../node/worker.ts";
+import { readNodeConfig } from "../node/identity.ts";
 import type { SyncMode } from "../events/sqlite_log.ts";
+import {
+  runManagerForeground,
+  runWorkerForeground,
+  stderrLogger,
+  workerBanner,
+} from "./swarm_node.ts";
 
 const FLAGS: FlagSpec[] = [
   {
@@ -27,15 +38,21 @@ const FLAGS: FlagSpec[] = [
     description: "How the log syncs to disk: full (survives power loss), normal, off",
     default: "full",
   },
+  {
+    name: "log-level",
+    kind: "string",
+    description: 'Node log level on stderr ("info"|"warn"|"error"|"none")',
+    default: "warn",
+  },
   { name: "help", kind: "boolean", description: "Print usage" },
 ];
 
 /** Runs `shoal start`. */
 export async function startCommand(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, FLAGS);
+  const { flags, args, changed } = parseFlags(argv, FLAGS);
   if (flags.help) {
     console.log(
-      `Usage:  shoal start [OPTIONS]\n\nRun a single-node swarm in the foreground\n\nOptions:\n${
+      `Usage:  shoal start [OPTIONS]\n\nRun the node of a data dir in the foreground (an empty one becomes a single-node swarm)\n\nOptions:\n${
         flagHelp(FLAGS)
       }`,
     );
@@ -47,10 +64,23 @@ export async function startCommand(argv: string[]): Promise<number> {
     throw new UsageError(`invalid argument "${sync}" for "--sync" flag: use full, normal or off`);
   }
   const dataDir = await Deno.realPath(await ensureDir(flags["data-dir"] as string));
+  const logger = stderrLogger(flags["log-level"] as string);
+  const stored = await readNodeConfig(dataDir);
+  if (stored?.role === "worker") {
+    const worker = await startWorker({ dataDir, advertiseAddr: stored.advertiseAddr, logger });
+    console.log(`Worker node resumed from ${dataDir}.\n\n${workerBanner(worker, dataDir)}`);
+    return await runWorkerForeground(worker, dataDir, logger);
+  }
   const node = await startNode({
     dataDir,
-    listenAddr: flags["listen-addr"] as string,
+    // A swarm made by `swarm init` keeps its addresses unless told otherwise.
+    listenAddr: changed.has("listen-addr") || !stored?.apiAddr
+      ? flags["listen-addr"] as string
+      : stored.apiAddr,
+    clusterListenAddr: stored?.listenAddr,
+    advertiseAddr: stored?.advertiseAddr,
     synchronous: sync as SyncMode,
+    logger,
   });
   const s = node.manager.state;
   const self = s.nodes.get(node.nodeId)!;
@@ -65,23 +95,12 @@ export async function startCommand(argv: string[]): Promise<number> {
       `  data dir   ${dataDir}`,
       `  log        ${s.index} entries (${s.services.size} services, ${s.tasks.size} tasks)`,
       `  API        ${node.apiUrl}`,
+      ...(node.clusterAddr ? [`  cluster    ${node.clusterAddr} (agents and joins)`] : []),
       "",
       "Press Ctrl-C to stop.",
     ].join("\n"),
   );
-  const { promise, resolve } = Promise.withResolvers<string>();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  const handlers = signals.map((sig) => {
-    const h = () => resolve(sig);
-    Deno.addSignalListener(sig, h);
-    return [sig, h] as const;
-  });
-  const sig = await promise;
-  for (const [s2, h] of handlers) Deno.removeSignalListener(s2, h);
-  console.log(`\n${sig}: stopping...`);
-  await node.close();
-  console.log("Stopped. Start again to resume this swarm.");
-  return 0;
+  return await runManagerForeground(node, dataDir, logger);
 }
 
 async function ensureDir(path: string): Promise<string> {

@@ -157,7 +157,8 @@ const update: Subcommand = {
   },
 };
 
-/** Runs `shoal swarm ...`. */
-export function swarmCommand(args: string[]): Promise<number> {
-  return runGroup("swarm", "Manage Swarm", [joinToken, update], args);
+/** Runs `shoal swarm ...` (`init`, `join` and `leave` run the local node: cli/swarm_node.ts). */
+export async function swarmCommand(args: string[]): Promise<number> {
+  const { nodeSubcommands } = await import("./swarm_node.ts");
+  return runGroup("swarm", "Manage Swarm", [...nodeSubcommands, joinToken, update], args);
 }

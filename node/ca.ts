@@ -519,6 +519,15 @@ export function renewalTime(notBefore: number, notAfter: number, random: number)
   return notBefore + earliest + offset;
 }
 
+/**
+ * The validity of the first certificate in `certPem`, in milliseconds, without checking anything
+ * else (to schedule a renewal, see {@link renewalTime}).
+ */
+export function certificateValidity(certPem: string): { notBefore: number; notAfter: number } {
+  const cert = parseCertificate(certPem, "node");
+  return { notBefore: cert.notBefore.getTime(), notAfter: cert.notAfter.getTime() };
+}
+
 /** The OU written for `role`. */
 export function roleToOU(role: NodeRole): string {
   if (role === "manager") return MANAGER_OU;

@@ -80,7 +80,7 @@ export function allocatePorts(
 }
 
 /** The allocation events due now (at most one batch). */
-export function allocate(state: ClusterState, ctx: ProjectionContext): ShoalEvent[] {
+export function allocate(state: ClusterState, _ctx: ProjectionContext): ShoalEvent[] {
   const events: ShoalEvent[] = [];
   const ready = new Set<string>();
   const used = ingressPortsInUse(state);
