@@ -34,3 +34,9 @@ Deno.test("control loop simulation: 30 seeds hold every invariant and converge",
     assert.equal(r.violation, undefined, `seed ${seed}: ${r.violation}`);
   }
 });
+
+Deno.test("control loop simulation: seed 940, two old tasks left running in one slot (regression)", () => {
+  // A node came back with two tasks of two old specs in one slot: both ran, neither was current.
+  const r = runControlSeed(940, 150);
+  assert.equal(r.violation, undefined, r.violation);
+});

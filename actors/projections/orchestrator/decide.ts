@@ -477,6 +477,22 @@ function advanceUpdate(
   live: readonly TaskRecord[],
   plan: Plan,
 ): boolean {
+  // Once a task of the slot runs, every live task of an older spec goes (start-first updates,
+  // and slots that went through several updates while their node was away).
+  // The current spec ranks first (after a rollback it is the older version), then newer specs.
+  const rank = (t: TaskRecord) => t.specVersion === service.specVersion ? Infinity : t.specVersion;
+  let best: TaskRecord | undefined;
+  for (const t of live) {
+    if (t.status.state !== TaskState.running) continue;
+    if (best === undefined || rank(t) > rank(best)) best = t;
+  }
+  if (best !== undefined) {
+    for (const o of live) {
+      if (rank(o) < rank(best)) {
+        plan.desired(o, TaskState.shutdown, "replaced by an updated task", best.version);
+      }
+    }
+  }
   const current = live.filter((t) => t.specVersion === service.specVersion);
   if (current.length === 0) return live.length > 0;
   if (current.length > 1) {
@@ -487,14 +503,6 @@ function advanceUpdate(
     for (const t of current) {
       if (t !== keep) {
         plan.desired(t, TaskState.shutdown, `slot already has task ${keep.id}`, keep.version);
-      }
-    }
-  }
-  // start-first: once the new task runs, the old ones go.
-  if (current.some((t) => t.status.state === TaskState.running)) {
-    for (const o of live) {
-      if (o.specVersion !== service.specVersion) {
-        plan.desired(o, TaskState.shutdown, "replaced by an updated task", newestVersion(current));
       }
     }
   }
