@@ -38,5 +38,5 @@ Deno.test("control loop simulation: 30 seeds hold every invariant and converge",
 Deno.test("control loop simulation: seed 940, two old tasks left running in one slot (regression)", () => {
   // A node came back with two tasks of two old specs in one slot: both ran, neither was current.
   const r = runControlSeed(940, 150);
-  assert.equal(r.violation, undefined, r.violation);
+  assert.equal(r.violation, undefined, `seed 940: ${r.violation}`);
 });
