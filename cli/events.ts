@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { FILTER_FLAG } from "./flags.ts";
 import { list, runSubcommand, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { EventMessage } from "./docker_types.ts";
@@ -123,12 +124,7 @@ const events: Subcommand = {
   use: "[OPTIONS]",
   summary: "Get real time events from the server",
   flags: [
-    {
-      name: "filter",
-      short: "f",
-      kind: "list",
-      description: "Filter output based on conditions provided",
-    },
+    FILTER_FLAG,
     {
       name: "format",
       kind: "string",

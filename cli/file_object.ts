@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { QUIET_FLAG } from "./flags.ts";
 import { type CommandEnv, list, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { FileObject } from "./docker_types.ts";
@@ -260,7 +261,7 @@ export function fileObjectCommands(kind: FileObjectKind): Subcommand[] {
         description:
           "Format output using a custom template ('table', 'table TEMPLATE', 'json', 'TEMPLATE')",
       },
-      { name: "quiet", short: "q", kind: "boolean", description: "Only display IDs" },
+      QUIET_FLAG,
     ],
     args: { exact: 0 },
     async run(env, p) {

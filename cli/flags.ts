@@ -149,3 +149,27 @@ export function flagHelp(specs: readonly FlagSpec[]): string {
   const width = Math.max(...rows.map(([l]) => l.length));
   return rows.map(([l, r]) => `  ${l.padEnd(width)}   ${r}`).join("\n");
 }
+
+/** `-f, --filter`: Docker's list filters. */
+export const FILTER_FLAG: FlagSpec = {
+  name: "filter",
+  short: "f",
+  kind: "list",
+  description: "Filter output based on conditions provided",
+};
+
+/** `--format` of a listing: a table, a template, or json. */
+export const TABLE_FORMAT_FLAG: FlagSpec = {
+  name: "format",
+  kind: "string",
+  description:
+    "Format output using a custom template ('table', 'table TEMPLATE', 'json', 'TEMPLATE')",
+};
+
+/** `-q, --quiet`: ids only. */
+export const QUIET_FLAG: FlagSpec = {
+  name: "quiet",
+  short: "q",
+  kind: "boolean",
+  description: "Only display IDs",
+};

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { TABLE_FORMAT_FLAG } from "./flags.ts";
 import { list, runGroup, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { Network } from "./docker_types.ts";
@@ -177,12 +178,7 @@ const ls: Subcommand = {
       kind: "list",
       description: 'Provide filter values (e.g. "driver=overlay")',
     },
-    {
-      name: "format",
-      kind: "string",
-      description:
-        "Format output using a custom template ('table', 'table TEMPLATE', 'json', 'TEMPLATE')",
-    },
+    TABLE_FORMAT_FLAG,
     { name: "no-trunc", kind: "boolean", description: "Do not truncate the output" },
     { name: "quiet", short: "q", kind: "boolean", description: "Only display network IDs" },
   ],

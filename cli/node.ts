@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { FILTER_FLAG, QUIET_FLAG, TABLE_FORMAT_FLAG } from "./flags.ts";
 import { type CommandEnv, list, runGroup, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { Node, Task } from "./docker_types.ts";
@@ -259,19 +260,9 @@ const ls: Subcommand = {
   use: "[OPTIONS]",
   summary: "List nodes in the swarm",
   flags: [
-    {
-      name: "filter",
-      short: "f",
-      kind: "list",
-      description: "Filter output based on conditions provided",
-    },
-    {
-      name: "format",
-      kind: "string",
-      description:
-        "Format output using a custom template ('table', 'table TEMPLATE', 'json', 'TEMPLATE')",
-    },
-    { name: "quiet", short: "q", kind: "boolean", description: "Only display IDs" },
+    FILTER_FLAG,
+    TABLE_FORMAT_FLAG,
+    QUIET_FLAG,
   ],
   args: { exact: 0 },
   async run(env, p) {
@@ -311,12 +302,7 @@ const ps: Subcommand = {
   use: "[OPTIONS] [NODE...]",
   summary: "List tasks running on one or more nodes, defaults to current node",
   flags: [
-    {
-      name: "filter",
-      short: "f",
-      kind: "list",
-      description: "Filter output based on conditions provided",
-    },
+    FILTER_FLAG,
     { name: "format", kind: "string", description: "Pretty-print tasks using a Go template" },
     { name: "no-resolve", kind: "boolean", description: "Do not map IDs to Names" },
     { name: "no-trunc", kind: "boolean", description: "Do not truncate output" },
