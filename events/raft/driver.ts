@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { LogChanges } from "../log.ts";
 import { Packr, Unpackr } from "msgpackr";
 import { applyToConfState, decodeConfChange, encodeConfChange } from "./confchange.ts";
 import { CompactedError, ProposalDroppedError, StepPeerNotFoundError } from "./errors.ts";
@@ -303,27 +304,6 @@ function cryptoSeededRandom(): () => number {
   };
 }
 
-/** Wakes waiters when the applied index moves (or the driver stops). */
-class Changes {
-  #waiters = new Set<() => void>();
-
-  next(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        this.#waiters.delete(wake);
-        signal?.removeEventListener("abort", wake);
-        resolve();
-      };
-      this.#waiters.add(wake);
-      signal?.addEventListener("abort", wake);
-    });
-  }
-
-  wake(): void {
-    for (const wake of [...this.#waiters]) wake();
-  }
-}
-
 /** A Raft member, running: see the module documentation. */
 export class RaftDriver {
   /** This node's raft id. */
@@ -368,7 +348,7 @@ export class RaftDriver {
   #waitingReads: PendingRead[] = [];
   #unreachable = new Set<NodeId>();
   #snapStatus: [NodeId, "finish" | "failure"][] = [];
-  #changes = new Changes();
+  #changes = new LogChanges();
   #softWaiters = new Set<() => void>();
   #failoverTimer: ReturnType<typeof setTimeout> | undefined;
   #ticks = 0;
