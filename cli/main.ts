@@ -20,6 +20,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "Manage Swarm configs",
     load: async () => (await import("./config.ts")).configCommand,
   },
+  debug: {
+    summary: "Inspect the cluster at any point of its log (time travel)",
+    load: async () => (await import("./debug.ts")).debugCommand,
+  },
   events: {
     summary: "Get real time events from the server",
     load: async () => (await import("./events.ts")).eventsCommand,
@@ -27,6 +31,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
   info: {
     summary: "Display swarm-wide information",
     load: async () => (await import("./swarm_node.ts")).infoCommand,
+  },
+  log: {
+    summary: "Inspect and check a stopped node's log (offline)",
+    load: async () => (await import("./log.ts")).logCommand,
   },
   network: {
     summary: "Manage networks",
