@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { QUIET_FLAG } from "./flags.ts";
+import { INSPECT_FORMAT_FLAG, PRETTY_FLAG, QUIET_FLAG } from "./flags.ts";
 import { type CommandEnv, list, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { FileObject } from "./docker_types.ts";
@@ -211,17 +211,8 @@ export function fileObjectCommands(kind: FileObjectKind): Subcommand[] {
     use: `[OPTIONS] ${K} [${K}...]`,
     summary: `Display detailed information on one or more ${kind.kind}s`,
     flags: [
-      {
-        name: "format",
-        short: "f",
-        kind: "string",
-        description: "Format output using a custom template ('json' for JSON)",
-      },
-      {
-        name: "pretty",
-        kind: "boolean",
-        description: "Print the information in a human friendly format",
-      },
+      INSPECT_FORMAT_FLAG,
+      PRETTY_FLAG,
     ],
     args: { min: 1 },
     async run(env, p) {

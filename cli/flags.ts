@@ -173,3 +173,18 @@ export const QUIET_FLAG: FlagSpec = {
   kind: "boolean",
   description: "Only display IDs",
 };
+
+/** `-f, --format` of an inspect: a template, or json. */
+export const INSPECT_FORMAT_FLAG: FlagSpec = {
+  name: "format",
+  short: "f",
+  kind: "string",
+  description: "Format output using a custom template ('json' for JSON)",
+};
+
+/** `--pretty` of an inspect: Docker's human-friendly layout. */
+export const PRETTY_FLAG: FlagSpec = {
+  name: "pretty",
+  kind: "boolean",
+  description: "Print the information in a human friendly format",
+};

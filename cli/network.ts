@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { TABLE_FORMAT_FLAG } from "./flags.ts";
+import { INSPECT_FORMAT_FLAG, TABLE_FORMAT_FLAG } from "./flags.ts";
 import { list, runGroup, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { Network } from "./docker_types.ts";
@@ -146,12 +146,7 @@ const inspect: Subcommand = {
   use: "[OPTIONS] NETWORK [NETWORK...]",
   summary: "Display detailed information on one or more networks",
   flags: [
-    {
-      name: "format",
-      short: "f",
-      kind: "string",
-      description: "Format output using a custom template ('json' for JSON)",
-    },
+    INSPECT_FORMAT_FLAG,
     { name: "verbose", short: "v", kind: "boolean", description: "Verbose output for diagnostics" },
   ],
   args: { min: 1 },

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import { FILTER_FLAG, QUIET_FLAG, TABLE_FORMAT_FLAG } from "./flags.ts";
+import {
+  FILTER_FLAG,
+  INSPECT_FORMAT_FLAG,
+  PRETTY_FLAG,
+  QUIET_FLAG,
+  TABLE_FORMAT_FLAG,
+} from "./flags.ts";
 import { type CommandEnv, list, runGroup, str, type Subcommand } from "./command.ts";
 import { parseFilters } from "./client.ts";
 import type { Node, Task } from "./docker_types.ts";
@@ -23,7 +29,7 @@ import {
 import { Template } from "./template.ts";
 import { formatBytes } from "./units.ts";
 import { filterTasks, nodeReference } from "./service.ts";
-import { renderTasks, taskNames } from "./tasks.ts";
+import { printTaskList } from "./tasks.ts";
 
 /** Docker's default node table. */
 export const NODE_TABLE =
@@ -223,17 +229,8 @@ const inspect: Subcommand = {
   use: "[OPTIONS] self|NODE [NODE...]",
   summary: "Display detailed information on one or more nodes",
   flags: [
-    {
-      name: "format",
-      short: "f",
-      kind: "string",
-      description: "Format output using a custom template ('json' for JSON)",
-    },
-    {
-      name: "pretty",
-      kind: "boolean",
-      description: "Print the information in a human friendly format",
-    },
+    INSPECT_FORMAT_FLAG,
+    PRETTY_FLAG,
   ],
   args: { min: 1 },
   async run(env, p) {
@@ -324,17 +321,7 @@ const ps: Subcommand = {
       }
     }
     if (errors.length === 0 || tasks.length > 0) {
-      const quiet = p.flags.quiet === true;
-      const names = p.flags["no-resolve"] === true
-        ? { serviceNames: new Map(), nodeNames: new Map() }
-        : await taskNames(env.client);
-      await env.io.out(renderTasks(tasks, {
-        trunc: !(p.flags["no-trunc"] === true || quiet),
-        format: str(p, "format"),
-        quiet,
-        ...names,
-        now: env.now(),
-      }));
+      await printTaskList(env, p, tasks);
     }
     if (errors.length > 0) throw new CliError(errors.join("\n"));
   },

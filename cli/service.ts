@@ -4,7 +4,13 @@
  *
  * @module
  */
-import { FILTER_FLAG, QUIET_FLAG, TABLE_FORMAT_FLAG } from "./flags.ts";
+import {
+  FILTER_FLAG,
+  INSPECT_FORMAT_FLAG,
+  PRETTY_FLAG,
+  QUIET_FLAG,
+  TABLE_FORMAT_FLAG,
+} from "./flags.ts";
 import { type CommandEnv, list, runGroup, str, type Subcommand } from "./command.ts";
 import { type ApiClient, DaemonError, type Filters, parseFilters } from "./client.ts";
 import type {
@@ -40,7 +46,7 @@ import {
   UPDATE_FLAGS,
 } from "./service_spec.ts";
 import { waitOnService } from "./service_progress.ts";
-import { familiarImage, renderTasks, taskNames } from "./tasks.ts";
+import { familiarImage, printTaskList } from "./tasks.ts";
 import type { ParsedArgs } from "./flags.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -543,17 +549,8 @@ const inspect: Subcommand = {
   use: "[OPTIONS] SERVICE [SERVICE...]",
   summary: "Display detailed information on one or more services",
   flags: [
-    {
-      name: "format",
-      short: "f",
-      kind: "string",
-      description: "Format output using a custom template ('json' for JSON)",
-    },
-    {
-      name: "pretty",
-      kind: "boolean",
-      description: "Print the information in a human friendly format",
-    },
+    INSPECT_FORMAT_FLAG,
+    PRETTY_FLAG,
   ],
   args: { min: 1 },
   async run(env, p) {
@@ -690,17 +687,7 @@ const ps: Subcommand = {
       filters.node = resolved;
     }
     const tasks = filterTasks(await env.client.get<Task[]>("/tasks", { filters }), filters);
-    const quiet = p.flags.quiet === true;
-    const names = p.flags["no-resolve"] === true
-      ? { serviceNames: new Map(), nodeNames: new Map() }
-      : await taskNames(env.client);
-    await env.io.out(renderTasks(tasks, {
-      trunc: !(p.flags["no-trunc"] === true || quiet),
-      format: str(p, "format"),
-      quiet,
-      ...names,
-      now: env.now(),
-    }));
+    await printTaskList(env, p, tasks);
     if (notFound.length > 0) throw new CliError(notFound.join("\n"));
   },
 };

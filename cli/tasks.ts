@@ -7,6 +7,8 @@
  * @module
  */
 import type { ApiClient } from "./client.ts";
+import { type CommandEnv, str } from "./command.ts";
+import type { ParsedArgs } from "./flags.ts";
 import type { Node, Service, Task, TaskSpec } from "./docker_types.ts";
 import {
   ellipsis,
@@ -139,4 +141,26 @@ export async function taskNames(client: ApiClient): Promise<{
     serviceNames: new Map(services.map((s) => [s.ID, s.Spec.Name ?? s.ID])),
     nodeNames: new Map(nodes.map((n) => [n.ID, n.Spec.Name || n.Description?.Hostname || n.ID])),
   };
+}
+
+/**
+ * Prints tasks as `node ps` and `service ps` do, honouring their shared flags: `--no-trunc`,
+ * `--no-resolve`, `--format` and `-q`.
+ */
+export async function printTaskList(
+  env: CommandEnv,
+  p: ParsedArgs,
+  tasks: readonly Task[],
+): Promise<void> {
+  const quiet = p.flags.quiet === true;
+  const names = p.flags["no-resolve"] === true
+    ? { serviceNames: new Map(), nodeNames: new Map() }
+    : await taskNames(env.client);
+  await env.io.out(renderTasks(tasks, {
+    trunc: !(p.flags["no-trunc"] === true || quiet),
+    format: str(p, "format"),
+    quiet,
+    ...names,
+    now: env.now(),
+  }));
 }
