@@ -284,3 +284,38 @@ export function deferred<T>(): {
   parts.promise.catch(() => {});
   return parts;
 }
+
+/**
+ * The common shape of every executor's `prepare`: refuse a second task, report accepted and
+ * preparing, run the runtime's own `steps`, and report ready ("prepared") — or, whatever went
+ * wrong (a full disk too), end the task through `fail` with the reason: rejected, never stuck.
+ * A task stopped while its steps ran stays stopped.
+ */
+export async function prepareSteps<P>(
+  reporter: TaskStatusReporter,
+  current: ExecutorTask | undefined,
+  task: ExecutorTask,
+  steps: () => Promise<P>,
+  done: { prepared: (prepared: P) => void; fail: (err: string) => void },
+): Promise<TaskStatus> {
+  if (current !== undefined) {
+    throw new Error(`Cannot prepare task ${task.id}: this executor already has task ${current.id}`);
+  }
+  reporter.advance("accepted", "accepted");
+  reporter.advance("preparing", "preparing");
+  try {
+    const prepared = await steps();
+    if (reporter.ended) return reporter.status; // stopped meanwhile
+    done.prepared(prepared);
+    reporter.advance("ready", "prepared");
+  } catch (error) {
+    done.fail(failureMessage(error));
+  }
+  return reporter.status;
+}
+
+/** A status `err` for `error`: a {@linkcode TaskFailure}'s own, else `task: <message>`. */
+export function failureMessage(error: unknown): string {
+  if (error instanceof TaskFailure) return error.message;
+  return `task: ${error instanceof Error ? error.message : String(error)}`;
+}

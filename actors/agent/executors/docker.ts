@@ -66,6 +66,7 @@ import {
   type ExecutorTask,
   exitError,
   type ExitStatus,
+  prepareSteps,
   type RuntimeSettings,
   runtimeSettings,
   TaskFailure,
@@ -206,25 +207,13 @@ export class DockerExecutor implements Executor {
     return this.#ports;
   }
 
-  async prepare(task: DockerExecutorTask): Promise<TaskStatus> {
-    if (this.#task !== undefined) {
-      throw new Error(
-        `Cannot prepare task ${task.id}: this executor already has task ${this.#task.id}`,
-      );
-    }
-    this.#task = task;
-    const reporter = this.#reporter;
-    reporter.advance("accepted", "accepted");
-    reporter.advance("preparing", "preparing");
-    try {
-      const prepared = await this.#prepare(task);
-      if (reporter.ended) return reporter.status; // stopped meanwhile
-      this.#prepared = prepared;
-      reporter.advance("ready", "prepared");
-    } catch (error) {
-      this.#end(() => reporter.fail(failureMessage(error)));
-    }
-    return reporter.status;
+  prepare(task: DockerExecutorTask): Promise<TaskStatus> {
+    const current = this.#task;
+    if (current === undefined) this.#task = task;
+    return prepareSteps(this.#reporter, current, task, () => this.#prepare(task), {
+      prepared: (prepared) => this.#prepared = prepared,
+      fail: (err) => this.#end(() => this.#reporter.fail(err)),
+    });
   }
 
   async #prepare(task: DockerExecutorTask): Promise<Prepared> {
@@ -865,12 +854,6 @@ function joinBytes(parts: Uint8Array[]): Uint8Array {
     at += part.length;
   }
   return out;
-}
-
-/** A status `err` for `error`: a {@linkcode TaskFailure}'s own, else `task: <message>`. */
-function failureMessage(error: unknown): string {
-  if (error instanceof TaskFailure) return error.message;
-  return `task: ${error instanceof Error ? error.message : String(error)}`;
 }
 
 // ---------------------------------------------------------------------------------------------

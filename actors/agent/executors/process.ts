@@ -29,6 +29,8 @@ import {
   type ExecutorTask,
   exitError,
   type ExitStatus,
+  failureMessage,
+  prepareSteps,
   type RuntimeSettings,
   runtimeSettings,
   TaskFailure,
@@ -125,26 +127,13 @@ export class ProcessExecutor implements Executor {
     return this.#dir?.path;
   }
 
-  async prepare(task: ExecutorTask): Promise<TaskStatus> {
-    if (this.#task !== undefined) {
-      throw new Error(
-        `Cannot prepare task ${task.id}: this executor already has task ${this.#task.id}`,
-      );
-    }
-    this.#task = task;
-    const reporter = this.#reporter;
-    reporter.advance("accepted", "accepted");
-    reporter.advance("preparing", "preparing");
-    try {
-      const prepared = await this.#prepare(task);
-      if (reporter.ended) return reporter.status; // stopped meanwhile
-      this.#prepared = prepared;
-      reporter.advance("ready", "prepared");
-    } catch (error) {
-      // Whatever went wrong (a full disk too), the task cannot run here: rejected, not stuck.
-      this.#end(() => reporter.fail(failureMessage(error)));
-    }
-    return reporter.status;
+  prepare(task: ExecutorTask): Promise<TaskStatus> {
+    const current = this.#task;
+    if (current === undefined) this.#task = task;
+    return prepareSteps(this.#reporter, current, task, () => this.#prepare(task), {
+      prepared: (prepared) => this.#prepared = prepared,
+      fail: (err) => this.#end(() => this.#reporter.fail(err)),
+    });
   }
 
   async #prepare(task: ExecutorTask): Promise<Prepared> {
@@ -423,12 +412,6 @@ export function taskEnvironment(task: ExecutorTask, dir: TaskDir): Record<string
     SHOAL_SECRETS_DIR: dir.secrets,
     SHOAL_CONFIGS_DIR: dir.configs,
   });
-}
-
-/** A status `err` for `error`: a {@linkcode TaskFailure}'s own, else `task: <message>`. */
-function failureMessage(error: unknown): string {
-  if (error instanceof TaskFailure) return error.message;
-  return `task: ${error instanceof Error ? error.message : String(error)}`;
 }
 
 async function checkWorkingDir(cwd: string): Promise<void> {
