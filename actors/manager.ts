@@ -18,7 +18,9 @@
  * @module
  */
 import { type Batch, MAX_BATCH_EVENTS, type ShoalEvent } from "../events/schema.ts";
-import type { EventLog, LogEntry } from "../events/log.ts";
+import { type EventLog, LeaderUnavailableError, type LogEntry } from "../events/log.ts";
+
+export { LeaderUnavailableError, NO_LEADER_MESSAGE } from "../events/log.ts";
 import { newId as randomId } from "../events/ids.ts";
 import { applyBatch, type ApplyResult, ClusterState, type Rejection } from "./state.ts";
 import { type Command, decide } from "./commands.ts";
@@ -66,9 +68,24 @@ export interface ProjectionContext {
   cause: number;
 }
 
+/**
+ * Where commands go when this node's log does not lead (a Raft follower): the leader decides
+ * and proposes them, against its state (`node/leader_link.ts`).
+ */
+export interface LeaderLink {
+  /** Whether this node's log accepts appends now (it leads). */
+  isLeader(): boolean;
+  /** Has the leader carry out `command`; resolves with what it did. */
+  execute(command: Command, by: string): Promise<CommandResult>;
+  /** Has the leader propose `events`; resolves with the index of the last batch. */
+  propose(events: ShoalEvent[], by: string): Promise<number>;
+}
+
 /** Options of a {@linkcode Manager}. */
 export interface ManagerOptions {
   log: EventLog;
+  /** Forwards commands and proposals to the leader while this node follows. */
+  leaderLink?: LeaderLink;
   /** Actor system to run in (a new one by default). */
   system?: ActorSystem;
   logger?: Logger;
@@ -87,6 +104,7 @@ type EntityMessage = { command: Command; by: string };
 interface Waiter {
   index: number;
   resolve: (result: ApplyResult) => void;
+  reject: (err: Error) => void;
 }
 
 /** The manager: the fold, the entity actors, and the projections of one node. */
@@ -100,6 +118,7 @@ export class Manager {
   #newId: () => string;
   #logger: Logger | undefined;
   #projections: Projection[];
+  #leaderLink: LeaderLink | undefined;
   #commandTimeoutMs: number;
   #waiters: Waiter[] = [];
   #results = new Map<number, ApplyResult>();
@@ -121,6 +140,7 @@ export class Manager {
     this.#clock = options.clock ?? Date.now;
     this.#newId = options.newId ?? randomId;
     this.#projections = options.projections ?? [];
+    this.#leaderLink = options.leaderLink;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 30_000;
     for (const family of ["cluster", "node", "service", "secret", "config", "network"]) {
       this.#system.family<null, EntityMessage, CommandResult>(family + "/", () => ({
@@ -141,6 +161,11 @@ export class Manager {
       for await (const entry of iterator) this.#apply(entry);
     })().catch((err) => {
       this.#logger?.error(`manager: following the log failed: ${(err as Error).message}`);
+    }).finally(() => {
+      // Nothing more will be applied here: whoever waits for an index would wait forever.
+      for (const w of this.#waiters.splice(0)) {
+        w.reject(new LeaderUnavailableError("this manager stopped following the log"));
+      }
     });
     await this.waitFor(target);
   }
@@ -150,7 +175,10 @@ export class Manager {
     if (index <= this.state.index) {
       return Promise.resolve(this.#results.get(index) ?? { applied: true });
     }
-    return new Promise((resolve) => this.#waiters.push({ index, resolve }));
+    if (this.#following !== undefined && this.#abort.signal.aborted) {
+      return Promise.reject(new LeaderUnavailableError("this manager stopped following the log"));
+    }
+    return new Promise((resolve, reject) => this.#waiters.push({ index, resolve, reject }));
   }
 
   /** Calls `listener` after each entry is applied; returns a function that unsubscribes. */
@@ -165,6 +193,14 @@ export class Manager {
    * fold refuses it.
    */
   execute(command: Command, options: { by: string }): Promise<CommandResult> {
+    const link = this.#leaderLink;
+    if (link !== undefined && !link.isLeader()) {
+      // Read-your-writes: answer once this node has applied what the leader wrote.
+      return link.execute(command, options.by).then(async (result) => {
+        await this.waitFor(result.index);
+        return result;
+      });
+    }
     let actor: string;
     try {
       actor = this.#actorFor(command);
@@ -183,6 +219,12 @@ export class Manager {
    * stay applied: each one is valid on its own).
    */
   async propose(events: ShoalEvent[], by: string): Promise<number> {
+    const link = this.#leaderLink;
+    if (link !== undefined && !link.isLeader()) {
+      const last = await link.propose(events, by);
+      await this.waitFor(last);
+      return last;
+    }
     let index = 0;
     for (let i = 0; i < events.length; i += MAX_BATCH_EVENTS) {
       const batch: Batch = { at: this.#clock(), by, events: events.slice(i, i + MAX_BATCH_EVENTS) };

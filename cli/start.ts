@@ -91,7 +91,9 @@ export async function startCommand(argv: string[]): Promise<number> {
         : `Swarm resumed from ${dataDir}.`,
       "",
       `  swarm      ${s.cluster!.id}`,
-      `  node       ${node.nodeId} (${self.description.hostname}), manager, leader`,
+      `  node       ${node.nodeId} (${self.description.hostname}), manager${
+        node.raft === undefined || node.raft.isLeader ? ", leader" : ""
+      }`,
       `  data dir   ${dataDir}`,
       `  log        ${s.index} entries (${s.services.size} services, ${s.tasks.size} tasks)`,
       `  API        ${node.apiUrl}`,

@@ -373,6 +373,13 @@ const joinCommand: Subcommand = {
         "Listen address, for when the node becomes a manager (format: <ip|interface>[:port])",
       default: `0.0.0.0:${DEFAULT_CLUSTER_PORT}`,
     },
+    {
+      name: "api-addr",
+      kind: "string",
+      description:
+        "Address the API listens on, when joining as a manager (HOST:PORT; keep it local)",
+      default: DEFAULT_API_ADDR,
+    },
     DATA_DIR_FLAG,
     LOG_LEVEL_FLAG,
   ],
@@ -416,6 +423,39 @@ const joinCommand: Subcommand = {
       throw err;
     }
     await writeCredentials(dataDir, joined.credentials);
+    if (joined.role === "manager") {
+      const apiAddr = hostPort(str(p, "api-addr"), "api-addr");
+      await writeNodeConfig(dataDir, {
+        nodeId: joined.nodeId,
+        role: "manager",
+        clusterId: joined.clusterId,
+        managers: joined.managers,
+        listenAddr: listen,
+        ...(advertise ? { advertiseAddr: advertise } : {}),
+        apiAddr,
+        raftId: joined.raftId,
+      });
+      const { startNode } = await daemon();
+      const node = await startNode({
+        dataDir,
+        listenAddr: apiAddr,
+        clusterListenAddr: listen,
+        advertiseAddr: advertise,
+        mode: "join",
+        joinManagers: joined.managers,
+        logger,
+      });
+      await env.io.out(
+        "This node joined a swarm as a manager.\n\n" +
+          `  node       ${node.nodeId}, manager (raft ${joined.raftId})\n` +
+          `  API        ${node.apiUrl}   (shoal --host ${
+            node.apiUrl.replace("http://", "tcp://")
+          } ...)\n` +
+          `  data dir   ${dataDir}\n\n` +
+          "Press Ctrl-C to stop.\n",
+      );
+      return await runManagerForeground(node, dataDir, logger);
+    }
     const config: NodeConfig = {
       nodeId: joined.nodeId,
       role: "worker",

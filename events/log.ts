@@ -169,3 +169,19 @@ export function checkIndex(index: number): void {
     throw new RangeError(`Log indexes are whole numbers from 1; got ${index}`);
   }
 }
+
+/** Docker's words when a write needs a leader and none can be reached. */
+export const NO_LEADER_MESSAGE =
+  "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.";
+
+/**
+ * An append needs the leader of a replicated log, and none answers (quorum lost, or an election
+ * under way). When it ends a write already proposed, the write may or may not commit later.
+ */
+export class LeaderUnavailableError extends Error {
+  /** `detail` says what was tried, after Docker's words. */
+  constructor(detail = "") {
+    super(detail ? `${NO_LEADER_MESSAGE} (${detail})` : NO_LEADER_MESSAGE);
+    this.name = "LeaderUnavailableError";
+  }
+}

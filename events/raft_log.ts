@@ -21,6 +21,7 @@ import {
   checkIndex,
   type EntriesOptions,
   type EventLog,
+  LeaderUnavailableError,
   LogClosedError,
   type LogEntry,
 } from "./log.ts";
@@ -35,6 +36,8 @@ export interface RaftLogOptions {
   ownsDriver?: boolean;
   /** Decoded entries kept for readers (default 4,096). */
   cacheEntries?: number;
+  /** How long an append waits while no leader is known before it fails, ms (default 2 s). */
+  leaderlessMs?: number;
 }
 
 /** An {@linkcode EventLog} replicated by Raft: see the module documentation. */
@@ -48,20 +51,62 @@ export class RaftLog implements EventLog {
   #closer = new AbortController();
   #cache = new Map<number, LogEntry>();
   #cacheEntries: number;
+  #leaderlessMs: number;
 
   /** A log over `driver`. */
   constructor(driver: RaftDriver, options: RaftLogOptions = {}) {
     this.driver = driver;
     this.#ownsDriver = options.ownsDriver ?? true;
     this.#cacheEntries = options.cacheEntries ?? 4096;
+    this.#leaderlessMs = options.leaderlessMs ?? 2_000;
   }
 
   /** Encodes the batch and proposes it; resolves with its log index once committed. */
   async append(batch: Batch): Promise<number> {
     if (this.#closed) throw new LogClosedError("append");
     const bytes = this.#codec.encodeBatch(batch);
-    const proposed = await this.driver.proposeEntry(bytes);
+    const proposed = await this.#unlessLeaderless(this.driver.proposeEntry(bytes));
     return proposed.seq;
+  }
+
+  /**
+   * `proposal`, or a {@linkcode LeaderUnavailableError} once this node has neither led nor known
+   * a leader for `leaderlessMs`: a proposal of a leader that lost its quorum would otherwise
+   * wait until the quorum comes back, and the user who asked would wait with it.
+   */
+  #unlessLeaderless<T>(proposal: Promise<T>): Promise<T> {
+    const d = this.driver;
+    return new Promise<T>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const check = () => {
+        const leaderless = !d.isLeader && d.leader === 0;
+        if (leaderless && timer === undefined) {
+          timer = setTimeout(() => {
+            done();
+            reject(
+              new LeaderUnavailableError(
+                "this manager lost its quorum while the write was being replicated: it may or may not be committed later",
+              ),
+            );
+          }, this.#leaderlessMs);
+        } else if (!leaderless && timer !== undefined) {
+          clearTimeout(timer);
+          timer = undefined;
+        }
+      };
+      const off = d.onRoleChange(check);
+      const done = () => {
+        off();
+        clearTimeout(timer);
+      };
+      proposal.then((v) => {
+        done();
+        resolve(v);
+      }, (err) => {
+        done();
+        reject(err);
+      });
+    });
   }
 
   /** See {@linkcode EventLog.entries}. */

@@ -25,6 +25,9 @@
  *           certPem, caPem, managers}    → report {seq, reports}   ← reply {seq}
  *   or ← error {code, message}           → renew {seq, csrPem}     ← reply {seq, certPem}
  *                                        → down {seq, leaving}     ← reply {seq}
+ *                                        ← logs {stream, taskId, tail, since, follow}
+ *                                        → log {stream, lines, end, error}
+ *                                        ← logs-ack {stream}   ← logs-cancel {stream}
  *                                        ← error {code, message} (then the manager closes)
  * ```
  * Assignments are the node's tasks (status assigned or later, history included, as SwarmKit's),
@@ -39,6 +42,7 @@ import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
 import { NodeDescription, type TaskSpec, TaskStatus } from "../events/schema.ts";
 import type { TaskRecord } from "../actors/state.ts";
+import type { TaskAddressing } from "../actors/agent/task_addressing.ts";
 
 /** Version of this protocol, in `hello` and `join`. */
 export const PROTOCOL_VERSION = 1;
@@ -53,6 +57,11 @@ export const MANAGER_SERVERNAME = "swarm-manager";
 // Messages to the manager (validated there)
 
 const Seq = z.number().int().nonnegative();
+
+/** Most lines an agent puts in one `log` frame. */
+export const LOG_CHUNK_LINES = 500;
+/** Frames of one log stream an agent may send before the manager acknowledges the first. */
+export const LOG_WINDOW_CHUNKS = 8;
 
 /** A joining node's request: the token, a CSR for its new key, and what it is. */
 export const JoinRequest = z.object({
@@ -84,15 +93,84 @@ export const ReportRequest = z.object({
   reports: z.array(z.object({ taskId: z.string().max(64), status: TaskStatus })).max(10_000),
 });
 
+/**
+ * Lines of a task's output the manager asked for (`logs`), in order, at most
+ * {@linkcode LOG_CHUNK_LINES} a frame; `end` closes the stream (`error` says why it failed).
+ */
+export const LogChunk = z.object({
+  t: z.literal("log"),
+  stream: Seq,
+  lines: z.array(z.object({
+    time: z.number(),
+    stream: z.enum(["stdout", "stderr"]),
+    text: z.string().max(16 * 1024),
+  })).max(LOG_CHUNK_LINES),
+  end: z.boolean().optional(),
+  error: z.string().max(4096).optional(),
+});
+/** Lines of a task's output, or the end of them. */
+export type LogChunk = z.infer<typeof LogChunk>;
+
 /** Messages an agent sends once its session is open. */
 export const SessionMessage = z.discriminatedUnion("t", [
   z.object({ t: z.literal("heartbeat") }),
   ReportRequest,
+  LogChunk,
   z.object({ t: z.literal("renew"), seq: Seq, csrPem: z.string().max(16 * 1024) }),
   z.object({ t: z.literal("down"), seq: Seq, leaving: z.boolean() }),
 ]);
 /** Messages an agent sends once its session is open. */
 export type SessionMessage = z.infer<typeof SessionMessage>;
+
+/**
+ * A request from a manager that follows to the leader (`leader_link.ts`): carry out a command,
+ * propose events, add this manager to the Raft group, or take it out. Only manager
+ * certificates may send these; they need no session.
+ */
+export const ForwardRequest = z.discriminatedUnion("op", [
+  z.object({
+    t: z.literal("forward"),
+    seq: Seq,
+    op: z.literal("execute"),
+    command: z.record(z.string(), z.unknown()),
+    by: z.string().max(200),
+  }),
+  z.object({
+    t: z.literal("forward"),
+    seq: Seq,
+    op: z.literal("propose"),
+    events: z.array(z.record(z.string(), z.unknown())).max(100_000),
+    by: z.string().max(200),
+  }),
+  z.object({
+    t: z.literal("forward"),
+    seq: Seq,
+    op: z.literal("addMember"),
+    raftId: z.number().int().positive(),
+    raftAddr: z.string().max(300),
+  }),
+  z.object({
+    t: z.literal("forward"),
+    seq: Seq,
+    op: z.literal("removeMember"),
+    raftId: z.number().int().positive(),
+  }),
+]);
+/** A request from a following manager to the leader. */
+export type ForwardRequest = z.infer<typeof ForwardRequest>;
+
+/** How an error travels back to a forwarding manager. */
+export interface WireError {
+  /** The error's class (`EventRejected`, `BatchRejectedError`, ...). */
+  readonly name: string;
+  /** Its stable code, when it has one (`not_leader`, `not_found`, ...). */
+  readonly code?: string;
+  readonly message: string;
+  /** The fold's rejection, for `BatchRejectedError`. */
+  readonly rejection?: unknown;
+  /** For `not_leader`: the leader's cluster address, when known. */
+  readonly leader?: string;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Messages to the agent
@@ -103,6 +181,11 @@ export interface WireTask {
   readonly serviceName: string;
   /** Key of its spec in the session's specs (`serviceId@specVersion`). */
   readonly specKey: string;
+  /**
+   * Its address and the services it can reach (`taskAddressing`, actors/agent/task_addressing.ts);
+   * absent from older managers: the agent then uses the task's own main address only.
+   */
+  readonly addressing?: TaskAddressing;
 }
 
 /** A secret's or config's bytes, at a version. */
@@ -125,8 +208,38 @@ export interface AssignmentsMessage {
   readonly removedConfigs: string[];
 }
 
+/**
+ * The manager asks for a task's output: the last `tail` lines (all when absent), from `since` (ms
+ * since the epoch), then, with `follow`, new lines until the task's output ends. The agent answers
+ * with `log` frames; the manager acknowledges each (`logs-ack`) once it has passed it on, and
+ * `logs-cancel` ends the stream early.
+ */
+export interface LogsRequest {
+  readonly t: "logs";
+  readonly stream: number;
+  readonly taskId: string;
+  readonly tail?: number;
+  readonly since?: number;
+  readonly follow: boolean;
+}
+
+/**
+ * The mesh map (`node/mesh/mesh_map.ts`): what every node's mesh needs of the whole swarm (nodes'
+ * addresses, services' ports and VIPs, serving tasks' addresses), which a worker's assignments do
+ * not carry. Sent in full when a session opens and again whenever it changes; the agent checks it
+ * with `MeshMapSchema` before use.
+ */
+export interface MeshMapMessage {
+  readonly t: "mesh";
+  readonly map: unknown;
+}
+
 /** Everything the manager sends. */
 export type ManagerMessage =
+  | LogsRequest
+  | MeshMapMessage
+  | { t: "logs-ack"; stream: number }
+  | { t: "logs-cancel"; stream: number }
   | { t: "ca"; certPem: string; clusterId: string }
   | {
     t: "joined";
@@ -137,6 +250,8 @@ export type ManagerMessage =
     caPem: string;
     managers: string[];
     addr: string;
+    /** A manager's raft id. */
+    raftId?: number;
   }
   | {
     t: "welcome";
@@ -151,7 +266,8 @@ export type ManagerMessage =
   | AssignmentsMessage
   | { t: "heartbeat"; period: number }
   | { t: "reply"; seq: number; certPem?: string; error?: string }
-  | { t: "error"; code: ErrorCode; message: string };
+  | { t: "forwarded"; seq: number; result?: unknown; error?: WireError }
+  | { t: "error"; code: ErrorCode; message: string; leader?: string };
 
 /** Why a manager refused or ended a connection. */
 export type ErrorCode =
@@ -170,7 +286,9 @@ export type ErrorCode =
   /** A message that is not valid here. */
   | "bad_request"
   /** The manager is stopping or not a swarm manager. */
-  | "unavailable";
+  | "unavailable"
+  /** This manager does not lead: `leader` (in the message) names the one that does. */
+  | "not_leader";
 
 /** Codes after which an agent should not reconnect with the same certificate. */
 export const FATAL_CODES: ReadonlySet<string> = new Set<ErrorCode>([

@@ -16,6 +16,15 @@ import {
 } from "../events/schema.ts";
 import { equalData } from "../actors/equal.ts";
 import { SqliteLog, type SyncMode } from "../events/sqlite_log.ts";
+import type { EventLog } from "../events/log.ts";
+import { RaftLog } from "../events/raft_log.ts";
+import { RaftDriver } from "../events/raft/driver.ts";
+import { SqliteStorage } from "../events/raft/sqlite_storage.ts";
+import type { RootCA } from "../events/schema.ts";
+import { MANAGER_OU } from "./ca.ts";
+import { RemoteLeaderLink } from "./leader_link.ts";
+import { RaftMembers } from "./raft_members.ts";
+import { initKeys, openKeys } from "./keys.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
@@ -35,6 +44,7 @@ import {
   verifyNodeCertificate,
 } from "./ca.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { taskLogSource } from "./task_logs.ts";
 import {
   type Credentials,
   readCredentials,
@@ -44,7 +54,7 @@ import {
   writeNodeConfig,
 } from "./identity.ts";
 import { createAgent, describeThisNode, findDocker, runtimesOf } from "./agent_host.ts";
-import { DEFAULT_CLUSTER_PORT } from "./agent_protocol.ts";
+import { DEFAULT_CLUSTER_PORT, MANAGER_SERVERNAME } from "./agent_protocol.ts";
 
 export { describeThisNode };
 
@@ -73,9 +83,17 @@ export interface NodeOptions {
   spec?: ClusterSpecType;
   /**
    * `init`: create a swarm, refusing a data dir that has one; `resume`: only resume one;
-   * `auto` (default): either.
+   * `auto` (default): either; `join`: first start of a manager that just joined (its node.json
+   * and certificate are written; it asks the leader to add it to the Raft group).
    */
-  mode?: "init" | "resume" | "auto";
+  mode?: "init" | "resume" | "auto" | "join";
+  /**
+   * `host:port` the Raft transport between managers listens on (mutual TLS); by default the
+   * cluster port's host and the next port (4378 for 4377), or a free loopback port without one.
+   */
+  raftListenAddr?: string;
+  /** Managers' cluster addresses to ask first (a join gives them), until the state names the leader. */
+  joinManagers?: string[];
 }
 
 /** A running node. */
@@ -92,6 +110,8 @@ export interface RunningNode {
   clusterAddr: string | undefined;
   /** Whether this start created the swarm. */
   created: boolean;
+  /** The Raft member (absent for a data dir whose log predates Raft). */
+  raft: RaftDriver | undefined;
   /** Resolves when the node stopped on its own (it left the swarm), with why. */
   stopped: Promise<string>;
   /** Marks the node down in the log and stops everything. */
@@ -158,32 +178,131 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       `${options.dataDir} belongs to worker node ${stored.nodeId}: run it with "shoal start --data-dir ${options.dataDir}"`,
     );
   }
-  if (stored === undefined && mode === "resume") {
+  if (stored === undefined && (mode === "resume" || mode === "join")) {
     throw new Error(`${options.dataDir} holds no swarm: create one with "shoal swarm init"`);
   }
+  if (stored !== undefined && mode === "init") throw new AlreadyInSwarmError(options.dataDir);
   const nodeId = stored?.nodeId ?? newId();
-  // The id is kept before the swarm is created, so a crash in between cannot orphan the log.
-  if (stored === undefined) await writeNodeConfig(options.dataDir, { nodeId, role: "manager" });
-  const log = new SqliteLog({
-    path: `${options.dataDir}/log.db`,
-    synchronous: options.synchronous,
-  });
+  const legacy = await exists(`${options.dataDir}/log.db`) &&
+    !await exists(`${options.dataDir}/raft.db`);
+  const joining = mode === "join";
+  const raftId = stored?.raftId ?? (legacy ? undefined : 1);
+  if (!legacy && raftId === undefined) {
+    throw new Error(`${options.dataDir}/node.json names no raft id for manager ${nodeId}`);
+  }
+  const clusterListen = options.clusterListenAddr ?? stored?.listenAddr;
+  const advertiseOpt = options.advertiseAddr ?? stored?.advertiseAddr;
+  // The advertised address is known before the port is bound only if the port is not 0.
+  let clusterAddr = clusterListen && parseHostPort(clusterListen).port !== 0
+    ? chooseAdvertiseAddr(clusterListen, advertiseOpt)
+    : undefined;
+
+  // A new swarm: its id, root CA and this manager's certificate exist before the log does,
+  // because the Raft transport between managers is mutual TLS from the first byte.
+  let clusterId = stored?.clusterId;
+  let newRoot: RootCA | undefined;
+  if (stored === undefined) {
+    clusterId = newId();
+    newRoot = await createRootCA({ clusterId, now: Date.now() });
+    const creds = await issueManagerCredentials(newRoot, clusterId, nodeId, options.spec);
+    await writeCredentials(options.dataDir, creds);
+    // The id is kept before the swarm is created, so a crash in between cannot orphan the log.
+    await writeNodeConfig(options.dataDir, { nodeId, role: "manager", clusterId, raftId });
+  }
+  let credentials = await readCredentials(options.dataDir);
+  if (!legacy && credentials === undefined) {
+    throw new Error(`${options.dataDir} holds no certificate for manager ${nodeId}`);
+  }
+
+  let driver: RaftDriver | undefined;
+  // The state verifies raft peers and finds the leader; it exists once the manager does.
+  const ref: { manager?: Manager } = {};
+  let link: RemoteLeaderLink | undefined;
+  let log: EventLog;
+  const raftListen = legacy ? undefined : raftListenAddr(
+    options.raftListenAddr ?? stored?.raftListenAddr,
+    clusterListen,
+  );
+  if (legacy) {
+    log = new SqliteLog({ path: `${options.dataDir}/log.db`, synchronous: options.synchronous });
+  } else {
+    const { hostname: raftHost, port: raftPort } = parseHostPort(raftListen!);
+    // Encryption at rest (node/keys.ts): a new log is encrypted with a data key kept in
+    // keys.json (wrapped; autolock, which keeps its key out of the data dir, is not wired yet);
+    // a log written before encryption stays as it is.
+    let keys = await openKeys(options.dataDir);
+    if (keys === undefined && !await exists(`${options.dataDir}/raft.db`)) {
+      keys = (await initKeys(options.dataDir, { autolock: false })).keys;
+    }
+    const storage = new SqliteStorage({
+      path: `${options.dataDir}/raft.db`,
+      synchronous: options.synchronous,
+      cipher: keys?.cipher,
+      // A new swarm's first manager is its only voter; a joining manager starts empty.
+      confState: stored === undefined ? { voters: [raftId!], learners: [] } : undefined,
+    });
+    driver = await RaftDriver.start({
+      id: raftId!,
+      clusterId: clusterId!,
+      storage,
+      host: raftHost,
+      port: raftPort,
+      advertiseAddress: raftPort !== 0 && clusterAddr
+        ? `${bracketed(hostOf(clusterAddr))}:${raftPort}`
+        : undefined,
+      peers: stored?.raftPeers,
+      tls: {
+        cert: credentials!.cert,
+        key: credentials!.key,
+        ca: credentials!.ca,
+        servername: MANAGER_SERVERNAME,
+        verifyPeer: ({ certificate }) => verifyRaftPeer(certificate, ref.manager?.state),
+      },
+      logger: raftLogger(options.logger),
+      onFatal: (err) => options.logger?.error(`node ${nodeId}: raft stopped: ${err.message}`),
+    });
+    const d = driver;
+    log = new RaftLog(d);
+    link = new RemoteLeaderLink({
+      isLeader: () => d.isLeader,
+      leaderAddr: () => leaderClusterAddr(d, ref.manager?.state),
+      fallback: () => stored?.managers ?? options.joinManagers ?? [],
+      leaderChanged: (ms) => leaderChange(d, ms),
+      credentials: () => credentials!,
+      logger: options.logger,
+    });
+  }
   // SwarmKit's pipeline order: orchestrator, allocator, scheduler; then the dispatcher (here,
   // this node's LocalSession and, with a cluster port, the Dispatcher).
   const manager = new Manager({
     log,
     logger: options.logger,
     projections: [orchestrator, allocator, scheduler],
+    leaderLink: link,
   });
+  ref.manager = manager;
   let agent: Agent | undefined;
   let dispatcher: Dispatcher | undefined;
+  let members: RaftMembers | undefined;
   let renewTimer: ReturnType<typeof setTimeout> | undefined;
+  let unsubscribeRole: (() => void) | undefined;
   const docker = options.docker === false ? undefined : await findDocker(options.logger);
   const runtimes = runtimesOf(docker);
   let handler: ReturnType<typeof createApiHandler> | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let announcing: AbortController | undefined;
+  let removedWatch: ReturnType<typeof setInterval> | undefined;
+  let boundClusterListen: string | undefined;
   const cleanup = async () => {
     clearTimeout(renewTimer);
+    clearInterval(removedWatch);
+    announcing?.abort();
+    unsubscribeRole?.();
+    // The log closes first: proposals still waiting for a commit (which may never come once
+    // quorum is lost) fail at once, so nothing below waits on them.
+    link?.close();
+    const logClosed = log.close();
+    await members?.stop();
     await agent?.stop();
     await dispatcher?.stop();
     // Long-lived responses (an `events` stream) end first, or shutdown would wait on them.
@@ -191,37 +310,34 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     await server?.shutdown();
     docker?.close();
     await manager.stop();
-    await log.close();
+    await logClosed;
   };
   try {
     await manager.start();
-    if (manager.state.cluster !== undefined && mode === "init") {
-      throw new AlreadyInSwarmError(options.dataDir);
+    if (driver !== undefined) {
+      const d = driver;
+      const follow = (role: string) => {
+        const leading = role === "leader";
+        void manager.setLeader(leading);
+        dispatcher?.setLeading(leading);
+        members?.kick();
+      };
+      unsubscribeRole = d.onRoleChange((role) => follow(role));
+    } else {
+      await manager.setLeader(true);
     }
-    if (manager.state.cluster === undefined && mode === "resume") {
-      throw new Error(`${options.dataDir} holds no swarm: create one with "shoal swarm init"`);
-    }
-    await manager.setLeader(true);
-    handler = createApiHandler(manager, { nodeId });
-    server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
-    const apiAddr = `${server.addr.hostname}:${server.addr.port}`;
-    const by = `node:${nodeId}`;
 
     let created = false;
-    const clusterListen = options.clusterListenAddr;
-    // The advertised address is known before the port is bound only if the port is not 0.
-    let clusterAddr = clusterListen && parseHostPort(clusterListen).port !== 0
-      ? chooseAdvertiseAddr(clusterListen, options.advertiseAddr)
-      : undefined;
-    if (manager.state.cluster === undefined) {
-      const clusterId = newId();
-      const rootCA = await createRootCA({ clusterId, now: Date.now() });
+    if (stored === undefined) {
+      // Init: this node is the only voter and elects itself at once.
+      await driver!.waitForLeader();
+      await manager.setLeader(true);
       await manager.execute({
         kind: "InitCluster",
-        clusterId,
+        clusterId: clusterId!,
         spec: options.spec ?? ClusterSpec.parse({}),
-        rootCA,
-        joinTokens: { worker: newJoinToken(rootCA), manager: newJoinToken(rootCA) },
+        rootCA: newRoot!,
+        joinTokens: { worker: newJoinToken(newRoot!), manager: newJoinToken(newRoot!) },
         node: {
           id: nodeId,
           description: describeThisNode(runtimes),
@@ -229,7 +345,21 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         },
       }, { by: "user:swarm.init" });
       created = true;
+    } else if (joining) {
+      // Ask the leader to add this manager to the Raft group; it then sends the log.
+      const added = await link!.addMember(raftId!, driver!.address);
+      for (const [id, addr] of added.peers) {
+        if (id !== raftId) driver!.setPeerAddress(id, addr);
+      }
+      await waitUntil(
+        () => manager.state.nodes.has(nodeId),
+        30_000,
+        "the swarm's log did not reach this manager",
+      );
+    } else if (manager.state.cluster === undefined) {
+      throw new Error(`${options.dataDir} holds no swarm: create one with "shoal swarm init"`);
     }
+    if (driver !== undefined && driver.isLeader) await manager.setLeader(true);
     const state = manager.state;
     const self = state.nodes.get(nodeId);
     if (self === undefined) {
@@ -237,9 +367,17 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         `this data dir belongs to node ${nodeId}, which is not a member of swarm ${state.cluster?.id}`,
       );
     }
+    handler = createApiHandler(manager, {
+      nodeId,
+      taskLogs: taskLogSource({ nodeId, agent: () => agent, relay: () => dispatcher?.logs }),
+    });
+    server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
+    const apiAddr = `${server.addr.hostname}:${server.addr.port}`;
+    const by = `node:${nodeId}`;
 
     if (clusterListen !== undefined) {
-      const credentials = await managerCredentials(options.dataDir, state, nodeId);
+      credentials = await managerCredentials(options.dataDir, state, nodeId);
+      const d = driver;
       dispatcher = new Dispatcher({
         manager,
         nodeId,
@@ -247,10 +385,32 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         advertiseAddr: clusterAddr,
         credentials,
         logger: options.logger,
+        leading: d === undefined || d.isLeader,
+        leaderAddr: d ? () => leaderClusterAddr(d, manager.state) : undefined,
+        raft: d
+          ? {
+            addMember: async (id, addr) => {
+              const known = d.status().members.find((m) => m.id === id);
+              if (known === undefined) await d.addLearner(id, addr);
+              else if (known.address !== addr) d.setPeerAddress(id, addr);
+              return {
+                peers: d.status().members.filter((m) => m.address !== undefined).map((
+                  m,
+                ) => [m.id, m.address!] as [number, string]),
+              };
+            },
+            removeMember: async (id) => {
+              if (d.status().members.some((m) => m.id === id)) await d.remove(id);
+            },
+          }
+          : undefined,
       });
       const bound = await dispatcher.start();
-      clusterAddr ??= chooseAdvertiseAddr(bound, options.advertiseAddr);
-      const d = dispatcher;
+      clusterAddr ??= chooseAdvertiseAddr(bound, advertiseOpt);
+      // A port picked by the system (0) is kept, so that a restart listens where the swarm
+      // (workers, other managers) knows to find it.
+      boundClusterListen = bound;
+      const disp = dispatcher;
       const scheduleRenewal = (cert: string, at?: number) => {
         const { notBefore, notAfter } = certificateValidity(cert);
         at ??= renewalTime(notBefore, notAfter, Math.random());
@@ -259,7 +419,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           if (Date.now() < at) return scheduleRenewal(cert, at);
           try {
             const renewed = await managerCredentials(options.dataDir, manager.state, nodeId);
-            d.setCredentials(renewed);
+            credentials = renewed;
+            disp.setCredentials(renewed);
             options.logger?.info(`node ${nodeId}: manager certificate renewed`);
             scheduleRenewal(renewed.cert);
           } catch (err) {
@@ -269,24 +430,41 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       };
       scheduleRenewal(credentials.cert);
     }
-    await writeNodeConfig(options.dataDir, {
-      nodeId,
-      role: "manager",
-      clusterId: state.cluster!.id,
-      ...(clusterListen ? { listenAddr: clusterListen, advertiseAddr: options.advertiseAddr } : {}),
-      apiAddr: options.listenAddr,
-    });
+    if (driver !== undefined) {
+      members = new RaftMembers({ driver, manager, logger: options.logger });
+      members.start();
+    }
+    const writeConfig = () =>
+      writeNodeConfig(options.dataDir, {
+        nodeId,
+        role: "manager",
+        clusterId: manager.state.cluster!.id,
+        ...(clusterListen ? { listenAddr: keepPort(clusterListen, boundClusterListen) } : {}),
+        ...(advertiseOpt ? { advertiseAddr: advertiseOpt } : {}),
+        apiAddr: options.listenAddr,
+        ...(raftId !== undefined && driver
+          ? { raftId, raftListenAddr: keepPort(raftListen!, driver.address) }
+          : {}),
+        ...(driver
+          ? {
+            raftPeers: driver.status().members.filter((m) => m.address !== undefined).map((
+              m,
+            ) => [m.id, m.address!] as [number, string]),
+            managers: managerAddrs(manager.state),
+          }
+          : {}),
+      });
+    await writeConfig();
 
     const description = describeThisNode(runtimes);
     const statusAddr = clusterAddr ? hostOf(clusterAddr) : hostname;
-    const changed: ShoalEvent[] = equalData(self.description, description) ? [] : [{
-      type: "NodeDescriptionUpdated",
-      v: 1,
-      data: { id: nodeId, description },
-      meta: { by, reason: "node description changed since the last start" },
-    }];
-    await manager.propose([
-      ...changed,
+    const announce: ShoalEvent[] = [
+      ...(equalData(self.description, description) ? [] : [{
+        type: "NodeDescriptionUpdated" as const,
+        v: 1 as const,
+        data: { id: nodeId, description },
+        meta: { by, reason: "node description changed since the last start" },
+      }]),
       {
         type: "NodeStatusChanged",
         v: 1,
@@ -299,16 +477,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         data: {
           id: nodeId,
           managerStatus: {
-            raftId: "1",
+            raftId: String(raftId ?? 1),
             // What workers dial (and `swarm join-token` prints): the cluster port when there is one.
             addr: clusterAddr ?? apiAddr,
-            leader: true,
+            leader: driver === undefined || driver.isLeader,
             reachability: "reachable",
           },
         },
-        meta: { by, reason: "only manager of the swarm" },
+        meta: { by, reason: driver ? "manager process started" : "only manager of the swarm" },
       },
-    ], by);
+    ];
+    if (driver === undefined || driver.isLeader) {
+      await manager.propose(announce, by);
+    } else {
+      // A follower announces itself through the leader, which may be away (quorum lost): keep
+      // trying in the background rather than refuse to start.
+      announcing = new AbortController();
+      void retryUntilDone(() => manager.propose(announce, by), announcing.signal, options.logger);
+    }
 
     agent = await createAgent({
       nodeId,
@@ -321,20 +507,61 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     const runningAgent = agent;
 
     const stopped = Promise.withResolvers<string>();
+    if (driver !== undefined) {
+      const d = driver;
+      // A manager taken out of the Raft group (node rm, or it left through another manager) stops.
+      removedWatch = setInterval(() => {
+        if (d.status().removed) {
+          clearInterval(removedWatch);
+          options.logger?.warn(`node ${nodeId}: removed from the raft group: stopping`);
+          void close().then(() => stopped.resolve("this manager was removed from the swarm"));
+        }
+      }, 500);
+    }
     let closing: Promise<void> | undefined;
+    let recorded = false;
+    const recordDown = async (message: string, reason: string) => {
+      if (recorded) return;
+      recorded = true;
+      await withTimeout(
+        manager.propose([{
+          type: "NodeStatusChanged",
+          v: 1,
+          data: { id: nodeId, status: { state: "down", message, addr: statusAddr } },
+          meta: { by, reason },
+        }], by),
+        3_000,
+      ).catch((err) =>
+        options.logger?.warn(`node ${nodeId}: could not record its shutdown: ${err.message}`)
+      );
+    };
     const close = () => {
       closing ??= (async () => {
         try {
+          clearInterval(removedWatch);
+          // Without a leader (or out of the group) nothing can be recorded: fail at once.
+          if (driver !== undefined && (driver.leader === 0 || driver.status().removed)) {
+            link?.close();
+          }
           await runningAgent.stop();
-          await manager.propose([{
-            type: "NodeStatusChanged",
-            v: 1,
-            data: {
-              id: nodeId,
-              status: { state: "down", message: "node shut down", addr: statusAddr },
-            },
-            meta: { by, reason: "node process stopping" },
-          }], by);
+          if (recorded) throw new SkipDown();
+          await withTimeout(
+            manager.propose([{
+              type: "NodeStatusChanged",
+              v: 1,
+              data: {
+                id: nodeId,
+                status: { state: "down", message: "node shut down", addr: statusAddr },
+              },
+              meta: { by, reason: "node process stopping" },
+            }], by),
+            3_000,
+          ).catch((err) =>
+            options.logger?.warn(`node ${nodeId}: could not record its shutdown: ${err.message}`)
+          );
+          if (driver !== undefined) await writeConfig().catch(() => {});
+        } catch (err) {
+          if (!(err instanceof SkipDown)) throw err;
         } finally {
           await cleanup();
         }
@@ -348,12 +575,25 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       apiUrl: `http://${apiAddr}`,
       dispatcher,
       clusterAddr,
+      raft: driver,
       created,
       stopped: stopped.promise,
       close,
       async leave(force) {
-        // Until managers replicate the log with Raft, this manager is always the last one.
-        if (!force) throw new Error(LAST_MANAGER_LEAVE);
+        if (driver === undefined) {
+          if (!force) throw new Error(LAST_MANAGER_LEAVE);
+        } else {
+          await leaveRaft(
+            driver,
+            link!,
+            raftId!,
+            force,
+            manager.state,
+            () => recordDown("node left the swarm", "the manager left the swarm"),
+          );
+          // Out of the group, this node applies nothing more: nothing may wait on it.
+          link!.close();
+        }
         await close();
         await removeSwarmState(options.dataDir);
         stopped.resolve("left the swarm");
@@ -362,6 +602,186 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   } catch (err) {
     await cleanup();
     throw err;
+  }
+}
+
+/**
+ * Takes this manager out of the Raft group: refused when it is the last manager (unless
+ * `force`: the swarm's state is then erased with it) or when the managers left could not form
+ * a quorum (unless `force`); a leader hands leadership to another voter first.
+ */
+async function leaveRaft(
+  driver: RaftDriver,
+  link: RemoteLeaderLink,
+  raftId: number,
+  force: boolean,
+  state: ClusterState,
+  recordDown: () => Promise<void>,
+): Promise<void> {
+  const status = driver.status();
+  const voters = status.members.filter((m) => m.voter);
+  const others = voters.filter((m) => m.id !== raftId);
+  if (others.length === 0) {
+    if (!force) throw new Error(LAST_MANAGER_LEAVE);
+    return;
+  }
+  // Reachability as the leader sees it (followers do not talk to each other), from the log.
+  const reachableIds = new Set<string>();
+  for (const n of state.nodes.values()) {
+    if (n.managerStatus?.reachability === "reachable") reachableIds.add(n.managerStatus.raftId);
+  }
+  const reachable = others.filter((m) => reachableIds.has(String(m.id))).length;
+  const quorum = Math.floor(others.length / 2) + 1;
+  if (reachable < quorum && !force) {
+    throw new Error(
+      `Leaving would lose the swarm's quorum: after this manager leaves, ${others.length} manager(s) remain and ${quorum} of them must be reachable, but only ${reachable} are. Bring managers back first, or use \`--force\` to leave anyway (the rest of the swarm then needs \`shoal swarm init --force-new-cluster\`).`,
+    );
+  }
+  if (driver.isLeader) {
+    const to = others.find((m) => m.connected && reachableIds.has(String(m.id))) ?? others[0];
+    await driver.transferLeadership(to.id);
+  }
+  // Recorded while this manager still follows the log (afterwards it would not see it applied).
+  await recordDown();
+  try {
+    await link.removeMember(raftId);
+  } catch (err) {
+    if (!force) throw err;
+  }
+}
+
+/** Control flow: the shutdown was already recorded (a manager that left). */
+class SkipDown extends Error {}
+
+/** The raft listen address: as given, else the cluster port's host with the next port. */
+function raftListenAddr(given: string | undefined, clusterListen: string | undefined): string {
+  if (given) return given;
+  if (clusterListen === undefined) return "127.0.0.1:0";
+  const { hostname, port } = parseHostPort(clusterListen);
+  return `${bracketed(hostname)}:${port === 0 ? 0 : port + 1}`;
+}
+
+/** `listen` with the port actually bound when it asked for any port (0). */
+function keepPort(listen: string, bound: string | undefined): string {
+  const { hostname, port } = parseHostPort(listen);
+  if (port !== 0 || bound === undefined) return listen;
+  return `${bracketed(hostname)}:${parseHostPort(bound).port}`;
+}
+
+function bracketed(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+/** The leader's cluster address, from the raft leader's id and the managers' records. */
+function leaderClusterAddr(
+  driver: RaftDriver,
+  state: ClusterState | undefined,
+): string | undefined {
+  const leader = driver.leader;
+  if (!leader || state === undefined || leader === driver.id) return undefined;
+  for (const n of state.nodes.values()) {
+    if (n.managerStatus?.raftId === String(leader) && n.managerStatus.addr) {
+      return n.managerStatus.addr;
+    }
+  }
+  return undefined;
+}
+
+/** Cluster addresses of the managers the state knows. */
+function managerAddrs(state: ClusterState): string[] {
+  const out: string[] = [];
+  for (const n of state.nodes.values()) {
+    const addr = n.managerStatus?.addr;
+    if (n.role === "manager" && addr) out.push(addr);
+  }
+  return out;
+}
+
+/** Resolves when the raft leader changes, or after `ms`. */
+function leaderChange(driver: RaftDriver, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    const off = driver.onRoleChange(done);
+    function done() {
+      clearTimeout(timer);
+      off();
+      resolve();
+    }
+  });
+}
+
+/**
+ * Whether a raft peer's certificate may speak Raft here: a manager certificate of a node the
+ * swarm knows as a manager (or, while this manager has no state yet, any manager certificate
+ * of the swarm's root, which the TLS handshake has checked).
+ */
+function verifyRaftPeer(
+  cert: { subject?: Record<string, unknown> },
+  state: ClusterState | undefined,
+): true | string {
+  const ou = String(cert.subject?.OU ?? "");
+  const cn = String(cert.subject?.CN ?? "");
+  if (ou !== MANAGER_OU) {
+    return `node ${cn} presented a ${ou || "non-node"} certificate: only managers speak raft`;
+  }
+  if (state === undefined || state.nodes.size === 0) return true;
+  const node = state.nodes.get(cn);
+  if (node === undefined) return `node ${cn} is not a member of this swarm (removed?)`;
+  if (node.role !== "manager") return `node ${cn} is not a manager`;
+  return true;
+}
+
+function raftLogger(logger: Logger | undefined) {
+  return {
+    debug: () => {},
+    info: (m: string) => logger?.info(m),
+    warn: (m: string) => logger?.warn(m),
+    error: (m: string) => logger?.error(m),
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(test: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`${what} within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function retryUntilDone(
+  fn: () => Promise<unknown>,
+  signal: AbortSignal,
+  logger: Logger | undefined,
+): Promise<void> {
+  let warned = false;
+  while (!signal.aborted) {
+    try {
+      await fn();
+      return;
+    } catch (err) {
+      if (!warned) logger?.warn(`announcing this manager: ${(err as Error).message}: retrying`);
+      warned = true;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
   }
 }
 
@@ -408,6 +828,26 @@ async function managerCredentials(
   const creds = { key: csr.keyPem, cert: issued.certPem, ca: cluster.rootCA.certPem };
   await writeCredentials(dataDir, creds);
   return creds;
+}
+
+/** A manager certificate for the first node of a new swarm, before its log exists. */
+async function issueManagerCredentials(
+  rootCA: RootCA,
+  clusterId: string,
+  nodeId: string,
+  spec: ClusterSpecType | undefined,
+): Promise<Credentials> {
+  const csr = await createNodeCSR({ nodeId });
+  const issued = await issueNodeCertificate({
+    rootCA,
+    csrPem: csr.csrPem,
+    nodeId,
+    role: "manager",
+    clusterId,
+    now: Date.now(),
+    expiryMs: (spec ?? ClusterSpec.parse({})).caConfig.nodeCertExpiry,
+  });
+  return { key: csr.keyPem, cert: issued.certPem, ca: rootCA.certPem };
 }
 
 /** The default cluster port, for help texts. */

@@ -25,7 +25,13 @@
  * - **Renewals**: an agent sends a CSR over its session and gets a certificate for its current
  *   role, valid for the swarm's `caConfig.nodeCertExpiry`.
  *
- * The dispatcher runs on the one manager (Raft between managers will move it to the leader).
+ * - **Leadership**: with several managers, only the Raft leader's dispatcher keeps sessions and
+ *   heartbeats (DESIGN.md contract 6: leader-only). A follower's dispatcher refuses a session
+ *   with `not_leader` naming the leader's address, and the agent goes there. Followers' own
+ *   commands and proposals arrive as `forward` requests (`leader_link.ts`) from manager
+ *   certificates; managers' own liveness comes from Raft, not from heartbeats.
+ * - **Manager joins**: the manager token registers a manager with a new Raft id; the new node then
+ *   asks the leader (a `forward` `addMember`) to add it to the Raft group as a learner.
  *
  * @module
  */
@@ -46,10 +52,14 @@ import {
   type NodeIdentity,
   verifyNodeCertificate,
 } from "./ca.ts";
+import type { Command } from "../actors/commands.ts";
+import { errorToWire } from "./leader_link.ts";
+import { taskAddressing } from "../actors/agent/task_addressing.ts";
 import {
   type AssignmentsMessage,
   derToPem,
   type ErrorCode,
+  ForwardRequest,
   FrameConnection,
   Hello,
   JoinRequest,
@@ -60,6 +70,7 @@ import {
   type WireFile,
   type WireTask,
 } from "./agent_protocol.ts";
+import { LogRelay } from "./log_relay.ts";
 
 /** Options of a {@linkcode Dispatcher}. */
 export interface DispatcherOptions {
@@ -79,6 +90,20 @@ export interface DispatcherOptions {
   reportIntervalMs?: number;
   /** How long a joining client may take to send its request, ms (default 10 s). */
   joinTimeoutMs?: number;
+  /** Whether this manager leads at start (default true: a single manager always does). */
+  leading?: boolean;
+  /** The leader's cluster address, for `not_leader` answers. */
+  leaderAddr?: () => string | undefined;
+  /** The Raft group, for manager joins and departures (absent: a single-manager log). */
+  raft?: RaftMembership;
+}
+
+/** What the dispatcher may do to the Raft group (on the leader). */
+export interface RaftMembership {
+  /** Adds `raftId` at `raftAddr` as a learner (or updates its address); returns the members. */
+  addMember(raftId: number, raftAddr: string): Promise<{ peers: [number, string][] }>;
+  /** Takes `raftId` out of the group. */
+  removeMember(raftId: number): Promise<void>;
 }
 
 /** How long assignment changes are gathered before they go out, ms. */
@@ -98,7 +123,7 @@ function unknownGraceMs(period: number): number {
 
 /** The answer to a join, or why it was refused. */
 class Refusal extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
+  constructor(readonly code: ErrorCode, message: string, readonly leader?: string) {
     super(message);
   }
 }
@@ -132,8 +157,11 @@ class AgentConnection {
     this.conn.send(message);
   }
 
-  fail(code: ErrorCode, message: string): void {
-    this.conn.sendAndEnd({ t: "error", code, message } satisfies ManagerMessage, message);
+  fail(code: ErrorCode, message: string, leader?: string): void {
+    this.conn.sendAndEnd(
+      { t: "error", code, message, ...(leader ? { leader } : {}) } satisfies ManagerMessage,
+      message,
+    );
   }
 }
 
@@ -166,10 +194,19 @@ export class Dispatcher {
   #assignTimer: ReturnType<typeof setTimeout> | undefined;
   #unsubscribe: (() => void) | undefined;
   #stopped = false;
+  #leading = true;
+  /** Reads tasks' output from their nodes' agents (`service logs`), over their sessions. */
+  readonly logs: LogRelay = new LogRelay((nodeId, message) => {
+    const session = this.#sessions.get(nodeId);
+    if (session === undefined || !session.established || session.conn.closed) return undefined;
+    session.send(message);
+    return session.sessionId;
+  });
 
   /** A dispatcher for `manager`; call `start()`. */
   constructor(options: DispatcherOptions) {
     this.#opts = options;
+    this.#leading = options.leading ?? true;
     this.#manager = options.manager;
     this.#clock = options.clock ?? Date.now;
     this.#logger = options.logger;
@@ -231,11 +268,156 @@ export class Dispatcher {
     this.#address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
     this.#advertise = this.#opts.advertiseAddr ?? this.#address;
     this.#unsubscribe = this.#manager.onApplied(() => this.#assignmentsChanged());
-    // Nodes that were up when the last manager stopped get three periods to reconnect.
-    for (const node of this.#manager.state.nodes.values()) {
-      if (node.id !== this.#opts.nodeId && node.status.state !== "down") this.#arm(node.id, true);
-    }
+    if (this.#leading) this.#armAll();
     return this.#address;
+  }
+
+  /** Whether this dispatcher serves sessions (its manager leads). */
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  /**
+   * Starts serving sessions (this manager became the leader) or stops (it no longer leads):
+   * every session is closed with `not_leader`, so its agent goes to the new leader.
+   */
+  setLeading(leading: boolean): void {
+    if (leading === this.#leading || this.#stopped) return;
+    this.#leading = leading;
+    if (leading) {
+      this.#armAll();
+      return;
+    }
+    for (const t of this.#expiry.values()) clearTimeout(t);
+    this.#expiry.clear();
+    const leader = this.#opts.leaderAddr?.();
+    for (const session of [...this.#sessions.values()]) {
+      session.fail("not_leader", this.#notLeaderMessage(leader), leader);
+    }
+    this.#sessions.clear();
+  }
+
+  /**
+   * Nodes that were up when the last leader stopped get the longer grace to reconnect. Managers
+   * are not watched here: Raft says whether they are reachable (`raft_members.ts`).
+   */
+  #armAll(): void {
+    for (const node of this.#manager.state.nodes.values()) {
+      if (
+        node.id !== this.#opts.nodeId && node.role !== "manager" && node.status.state !== "down"
+      ) this.#arm(node.id, true);
+    }
+  }
+
+  #notLeaderMessage(leader: string | undefined): string {
+    return leader
+      ? `this manager is not the leader: the leader is at ${leader}`
+      : "this manager is not the leader, and no leader is known right now";
+  }
+
+  /** Cluster addresses of the swarm's managers, this one first. */
+  #managerAddrs(): string[] {
+    const out = [this.#advertise];
+    for (const n of this.#manager.state.nodes.values()) {
+      const addr = n.managerStatus?.addr;
+      if (n.role === "manager" && addr && !out.includes(addr)) out.push(addr);
+    }
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Forwarded requests (from managers that follow)
+
+  async #forward(session: AgentConnection, raw: unknown): Promise<void> {
+    const seq = Number((raw as { seq?: unknown }).seq) || 0;
+    const answer = (m: ManagerMessage) => {
+      if (!session.conn.closed) session.send(m);
+    };
+    try {
+      if (session.identity.role !== "manager") {
+        throw new Refusal(
+          "certificate_refused",
+          `node ${session.nodeId} presented a worker certificate: only managers may forward requests`,
+        );
+      }
+      const node = this.#manager.state.nodes.get(session.nodeId);
+      if (node === undefined) {
+        throw new Refusal("node_removed", `node ${session.nodeId} is not a member of this swarm`);
+      }
+      const req = parse(ForwardRequest, raw, "forwarded request");
+      if (!this.#leading) {
+        const leader = this.#opts.leaderAddr?.();
+        answer({
+          t: "forwarded",
+          seq,
+          error: {
+            name: "NotLeaderError",
+            code: "not_leader",
+            message: this.#notLeaderMessage(leader),
+            ...(leader ? { leader } : {}),
+          },
+        });
+        return;
+      }
+      let result: unknown;
+      switch (req.op) {
+        case "execute":
+          result = await this.#manager.execute(req.command as unknown as Command, { by: req.by });
+          break;
+        case "propose":
+          result = await this.#manager.propose(req.events as unknown as ShoalEvent[], req.by);
+          break;
+        case "addMember": {
+          const raft = this.#raftFor(node.managerStatus?.raftId, req.raftId, session.nodeId);
+          result = await raft.addMember(req.raftId, req.raftAddr);
+          this.#logger?.info(
+            `dispatcher: manager ${session.nodeId} (raft ${req.raftId} at ${req.raftAddr}) added to the raft group`,
+          );
+          break;
+        }
+        case "removeMember": {
+          const raft = this.#raftFor(node.managerStatus?.raftId, req.raftId, session.nodeId);
+          await raft.removeMember(req.raftId);
+          result = null;
+          break;
+        }
+      }
+      answer({ t: "forwarded", seq, result });
+    } catch (err) {
+      if (err instanceof Refusal && err.code !== "bad_request") {
+        this.#logger?.warn(`dispatcher: refused a request of ${session.nodeId}: ${err.message}`);
+      }
+      const wire = err instanceof Refusal
+        ? { name: "Refusal", code: err.code, message: err.message }
+        : errorToWire(err);
+      if ((err as Error)?.name === "NotLeaderError") {
+        const leader = this.#opts.leaderAddr?.();
+        answer({
+          t: "forwarded",
+          seq,
+          error: { ...wire, code: "not_leader", ...(leader ? { leader } : {}) },
+        });
+        return;
+      }
+      answer({ t: "forwarded", seq, error: wire });
+    }
+  }
+
+  /** The Raft group, for a manager acting on its own raft id only. */
+  #raftFor(own: string | undefined, raftId: number, nodeId: string): RaftMembership {
+    if (this.#opts.raft === undefined) {
+      throw new Refusal(
+        "unavailable",
+        "this manager keeps its log without Raft (a data dir from before managers replicated): it cannot take more managers",
+      );
+    }
+    if (own !== String(raftId)) {
+      throw new Refusal(
+        "bad_request",
+        `node ${nodeId} asked about raft member ${raftId}, but its raft id is ${own ?? "none"}`,
+      );
+    }
+    return this.#opts.raft;
   }
 
   /** Serves a renewed certificate of this manager to new connections. */
@@ -334,12 +516,17 @@ export class Dispatcher {
   }
 
   #enqueue(session: AgentConnection, message: unknown): void {
+    if ((message as { t?: unknown } | null)?.t === "forward") {
+      // Forwarded requests run concurrently: they are independent commands of another manager.
+      void this.#forward(session, message);
+      return;
+    }
     session.chain = session.chain.then(() => this.#handle(session, message)).catch((err) => {
       if (err instanceof Refusal) {
         this.#logger?.warn(
           `dispatcher: ended the session of node ${session.nodeId} (${session.addr}): ${err.message}`,
         );
-        session.fail(err.code, err.message);
+        session.fail(err.code, err.message, err.leader);
       } else {
         this.#logger?.error(
           `dispatcher: session of node ${session.nodeId}: ${(err as Error).message}`,
@@ -350,6 +537,7 @@ export class Dispatcher {
   }
 
   #closed(session: AgentConnection, why: string): void {
+    this.logs.sessionClosed(session.sessionId, why);
     if (this.#sessions.get(session.nodeId) === session) {
       this.#sessions.delete(session.nodeId);
       this.#logger?.info(`dispatcher: session of node ${session.nodeId} ended: ${why}`);
@@ -378,10 +566,17 @@ export class Dispatcher {
       case "down":
         await this.#down(session, message.seq, message.leaving);
         return;
+      case "log":
+        this.logs.receive(session.sessionId, message);
+        return;
     }
   }
 
   async #open(session: AgentConnection, hello: Hello): Promise<void> {
+    if (!this.#leading) {
+      const leader = this.#opts.leaderAddr?.();
+      throw new Refusal("not_leader", this.#notLeaderMessage(leader), leader);
+    }
     if (hello.v !== PROTOCOL_VERSION) {
       throw new Refusal(
         "bad_request",
@@ -447,7 +642,7 @@ export class Dispatcher {
       sessionId: session.sessionId,
       period: this.#period(),
       addr,
-      managers: [this.#advertise],
+      managers: this.#managerAddrs(),
     });
     this.#sendAssignments(session);
   }
@@ -697,7 +892,7 @@ export class Dispatcher {
       if (session.sentTasks.get(task.id) === task.version) continue;
       session.sentTasks.set(task.id, task.version);
       const serviceName = state.services.get(task.serviceId)?.spec.name ?? task.serviceId;
-      tasks.push({ task, serviceName, specKey });
+      tasks.push({ task, serviceName, specKey, addressing: taskAddressing(state, task) });
       if (!session.sentSpecs.has(specKey)) {
         session.sentSpecs.add(specKey);
         specs.push({ key: specKey, spec });
@@ -783,18 +978,19 @@ export class Dispatcher {
     // Both comparisons run, so the time taken does not say which token came close.
     const worker = joinTokenMatches(req.token, cluster.joinTokens.worker);
     const manager = joinTokenMatches(req.token, cluster.joinTokens.manager);
-    if (manager) {
+    if (manager && this.#opts.raft === undefined) {
       throw new Refusal(
         "manager_join_unsupported",
-        "this is the manager join token: joining as a manager is not supported yet (managers replicate the log with Raft, which this version of Shoal does not run between nodes). Join as a worker with the token from 'shoal swarm join-token worker'",
+        "this is the manager join token, but this manager keeps its log without Raft (a data dir from before managers replicated): it cannot take more managers. Join as a worker with the token from 'shoal swarm join-token worker'",
       );
     }
-    if (!worker) {
+    if (!worker && !manager) {
       throw new Refusal(
         "invalid_token",
-        "A valid join token is necessary to join this cluster: the token is not this swarm's current worker token (it may have been rotated; get the current one with 'shoal swarm join-token worker')",
+        "A valid join token is necessary to join this cluster: the token is not this swarm's current worker or manager token (it may have been rotated; get the current one with 'shoal swarm join-token worker')",
       );
     }
+    const role = manager ? "manager" : "worker";
     const nodeId = newId();
     let certPem: string;
     try {
@@ -802,7 +998,7 @@ export class Dispatcher {
         rootCA: cluster.rootCA,
         csrPem: req.csrPem,
         nodeId,
-        role: "worker",
+        role,
         clusterId: cluster.id,
         now: this.#clock(),
         expiryMs: cluster.spec.caConfig.nodeCertExpiry,
@@ -813,30 +1009,51 @@ export class Dispatcher {
     }
     const addr = hostOnly(req.addr) || ip;
     const by = "user:swarm.join";
-    await this.#manager.propose([{
+    // A manager's raft id: random, so that concurrent joins through different managers cannot
+    // pick the same one (and below 2^31, as ids travel as msgpack integers).
+    const raftId = role === "manager" ? randomRaftId(this.#manager.state) : undefined;
+    const events: ShoalEvent[] = [{
       type: "NodeRegistered",
       v: 1,
       data: {
         id: nodeId,
         description: req.description,
-        spec: { name: "", labels: {}, desiredRole: "worker", availability: "active" },
-        role: "worker",
+        spec: { name: "", labels: {}, desiredRole: role, availability: "active" },
+        role,
         addr,
       },
-      meta: { by, reason: `node ${req.description.hostname} (${ip}) joined as a worker` },
-    }], by);
-    this.#logger?.info(`dispatcher: node ${nodeId} (${ip}) joined the swarm as a worker`);
-    // It has a while to open its session, or it is marked down.
-    this.#arm(nodeId, true);
+      meta: { by, reason: `node ${req.description.hostname} (${ip}) joined as a ${role}` },
+    }];
+    if (raftId !== undefined) {
+      events.push({
+        type: "NodeManagerStatusChanged",
+        v: 1,
+        data: {
+          id: nodeId,
+          managerStatus: {
+            raftId: String(raftId),
+            addr: "",
+            leader: false,
+            reachability: "unknown",
+          },
+        },
+        meta: { by, reason: `raft id ${raftId} for the new manager` },
+      });
+    }
+    await this.#manager.propose(events, by);
+    this.#logger?.info(`dispatcher: node ${nodeId} (${ip}) joined the swarm as a ${role}`);
+    // A worker has a while to open its session, or it is marked down.
+    if (role === "worker" && this.#leading) this.#arm(nodeId, true);
     return {
       t: "joined",
       nodeId,
-      role: "worker",
+      role,
       clusterId: cluster.id,
       certPem,
       caPem: cluster.rootCA.certPem,
-      managers: [this.#advertise],
+      managers: this.#managerAddrs(),
       addr,
+      ...(raftId !== undefined ? { raftId } : {}),
     };
   }
 }
@@ -851,6 +1068,16 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown, what: string): z.in
     );
   }
   return r.data;
+}
+
+/** A raft id no manager of the swarm has. */
+function randomRaftId(state: Manager["state"]): number {
+  const taken = new Set<string>();
+  for (const n of state.nodes.values()) if (n.managerStatus) taken.add(n.managerStatus.raftId);
+  for (;;) {
+    const id = 2 + (crypto.getRandomValues(new Uint32Array(1))[0] % 0x7ffffffd);
+    if (!taken.has(String(id))) return id;
+  }
 }
 
 /** The peer's IP, without the IPv4-mapped prefix. */

@@ -30,6 +30,12 @@ export interface NodeConfig {
   advertiseAddr?: string;
   /** A manager's API address. */
   apiAddr?: string;
+  /** A manager's raft id (absent: a manager whose log predates Raft, or a worker). */
+  raftId?: number;
+  /** A manager's raft listen address (`host:port`). */
+  raftListenAddr?: string;
+  /** Raft members' addresses last known here (`[raftId, "host:port"]`), to find the group again. */
+  raftPeers?: [number, string][];
 }
 
 /** A node's TLS material, PEM. */
@@ -126,7 +132,18 @@ export async function writeCredentials(dataDir: string, creds: Credentials): Pro
  * the task directories and a manager's log. The data dir itself stays.
  */
 export async function removeSwarmState(dataDir: string): Promise<void> {
-  const names = ["node.json", "certificates", "tasks", "log.db", "log.db-wal", "log.db-shm"];
+  const names = [
+    "node.json",
+    "certificates",
+    "tasks",
+    "log.db",
+    "log.db-wal",
+    "log.db-shm",
+    "raft.db",
+    "raft.db-wal",
+    "raft.db-shm",
+    "keys.json",
+  ];
   for (const name of names) {
     await Deno.remove(join(dataDir, name), { recursive: true }).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;

@@ -50,6 +50,8 @@ export interface Joined {
   managers: string[];
   /** The node's address as the manager recorded it. */
   addr: string;
+  /** A manager's raft id. */
+  raftId?: number;
 }
 
 /** A join that failed; the message says why in words a person can act on. */
@@ -193,6 +195,7 @@ export async function requestToJoin(options: JoinOptions): Promise<Joined> {
       credentials: { key: keyPem, cert: m.certPem, ca: rootPem },
       managers: m.managers.length > 0 ? m.managers : [manager],
       addr: m.addr,
+      ...(identity.role === "manager" && m.raftId !== undefined ? { raftId: m.raftId } : {}),
     };
   }
 

@@ -7,6 +7,7 @@
  */
 import type { z } from "zod";
 import { EventRejected } from "../actors/entities/rejection.ts";
+import { LeaderUnavailableError } from "../actors/manager.ts";
 import { ActorStoppedError, AskTimeoutError, MailboxFullError } from "../actors/runtime.ts";
 
 /** The version this build of Shoal reports. */
@@ -76,6 +77,9 @@ export function errorResponse(err: unknown): Response {
       return json({ message: `update out of sequence: ${err.message}`, code: err.code }, 409);
     }
     return json({ message: err.message, code: err.code }, STATUS_OF_CODE[err.code] ?? 400);
+  }
+  if (err instanceof LeaderUnavailableError || (err as Error)?.name === "NotLeaderError") {
+    return json({ message: (err as Error).message, code: "no_leader" }, 503);
   }
   if (
     err instanceof AskTimeoutError || err instanceof MailboxFullError ||

@@ -15,6 +15,9 @@
  *   `report()` resolves then, so the agent's flushes follow the manager's pace.
  * - **Refusal** (the node was removed, its certificate is not accepted) ends the session for
  *   good: `onRefused` is called and nothing reconnects.
+ * - **Logs**: the manager may ask for a task's output (`service logs`); once the worker has
+ *   called `serveLogs`, the lines go back in `log` frames of at most `LOG_CHUNK_LINES`, sent as
+ *   soon as the reader pauses, with no more than `LOG_WINDOW_CHUNKS` frames unacknowledged.
  *
  * @module
  */
@@ -22,10 +25,14 @@ import * as tls from "node:tls";
 import type { NodeDescription, TaskSpec } from "../../events/schema.ts";
 import type { Logger } from "../runtime.ts";
 import type { AgentSession, Assignment, StatusReport } from "./agent.ts";
+import type { LogLine, LogReadOptions } from "./log_capture.ts";
 import {
   type AssignmentsMessage,
   FATAL_CODES,
   FrameConnection,
+  LOG_CHUNK_LINES,
+  LOG_WINDOW_CHUNKS,
+  type LogsRequest,
   MANAGER_SERVERNAME,
   type ManagerMessage,
   PROTOCOL_VERSION,
@@ -33,6 +40,7 @@ import {
   splitHostPort,
   type WireTask,
 } from "../../node/agent_protocol.ts";
+import { mainAddress } from "./task_addressing.ts";
 
 /** TLS material of the node, PEM. */
 export interface SessionCredentials {
@@ -86,6 +94,19 @@ interface Outgoing {
   resolve: () => void;
 }
 
+/** Reads the output of a task of this node (see `node/task_logs.ts`). */
+export type TaskLogReader = (taskId: string, options: LogReadOptions) => AsyncIterable<LogLine>;
+
+interface LogStreamState {
+  readonly abort: AbortController;
+  /** Frames the agent may still send before an acknowledgement. */
+  credit: number;
+  wake: (() => void) | undefined;
+}
+
+/** How long a reader may pause before the lines gathered so far are sent, ms. */
+const LOG_FLUSH_MS = 20;
+
 interface Request {
   resolve: (reply: Extract<ManagerMessage, { t: "reply" }>) => void;
   reject: (err: Error) => void;
@@ -100,6 +121,8 @@ export class RemoteSession implements AgentSession {
   #configs = new Map<string, Uint8Array>();
   #assignments: Assignment[] = [];
   #listeners = new Set<() => void>();
+  #meshMap: unknown = undefined;
+  #meshListeners = new Set<() => void>();
   #outbox: Outgoing[] = [];
   #requests = new Map<number, Request>();
   #seq = 0;
@@ -107,6 +130,10 @@ export class RemoteSession implements AgentSession {
   #connected = false;
   #backoff = 0;
   #managerIndex = 0;
+  /** The leader a manager that does not lead pointed to: tried next. */
+  #redirect: string | undefined;
+  /** Managers learnt from welcomes, beyond the configured ones. */
+  #learnt: string[] = [];
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   #lastHeard = 0;
@@ -119,6 +146,8 @@ export class RemoteSession implements AgentSession {
   #gotFull = false;
   #lastError = "";
   #connectWaiters: PromiseWithResolvers<void>[] = [];
+  #logReader: TaskLogReader | undefined;
+  #logStreams = new Map<number, LogStreamState>();
 
   /** A session; call `start()` to connect. */
   constructor(options: RemoteSessionOptions) {
@@ -168,6 +197,17 @@ export class RemoteSession implements AgentSession {
     return this.#assignments;
   }
 
+  /** The last mesh map a manager sent (not yet validated: `node/mesh` checks it), if any. */
+  get meshMap(): unknown {
+    return this.#meshMap;
+  }
+
+  /** Calls `listener` whenever a manager sends a mesh map; returns a function that stops it. */
+  onMeshMap(listener: () => void): () => void {
+    this.#meshListeners.add(listener);
+    return () => this.#meshListeners.delete(listener);
+  }
+
   /** See {@linkcode AgentSession.onChange}. */
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
@@ -197,6 +237,16 @@ export class RemoteSession implements AgentSession {
     const w = Promise.withResolvers<void>();
     this.#connectWaiters.push(w);
     return w.promise;
+  }
+
+  /** Serves the manager's requests for tasks' output with `reader` (until then they fail). */
+  serveLogs(reader: TaskLogReader): void {
+    this.#logReader = reader;
+  }
+
+  /** Log streams being sent now (for tests and diagnostics). */
+  get openLogStreams(): number {
+    return this.#logStreams.size;
   }
 
   /** Asks the manager for a certificate for the key of `csrPem`; resolves with it (PEM). */
@@ -256,8 +306,12 @@ export class RemoteSession implements AgentSession {
 
   #connect(): void {
     if (this.#closed) return;
-    const managers = this.#opts.managers;
-    const manager = managers[this.#managerIndex % managers.length];
+    const managers = [
+      ...this.#opts.managers,
+      ...this.#learnt.filter((m) => !this.#opts.managers.includes(m)),
+    ];
+    const manager = this.#redirect ?? managers[this.#managerIndex % managers.length];
+    this.#redirect = undefined;
     let socket: tls.TLSSocket;
     try {
       const { host, port } = splitHostPort(manager);
@@ -281,6 +335,7 @@ export class RemoteSession implements AgentSession {
         const m = message as ManagerMessage;
         if (m.t === "error") {
           refusal = new RemoteError(String(m.code), String(m.message));
+          if (m.code === "not_leader" && typeof m.leader === "string") this.#redirect = m.leader;
           return;
         }
         this.#onMessage(conn, manager, m);
@@ -325,6 +380,7 @@ export class RemoteSession implements AgentSession {
           managers: m.managers,
           manager,
         };
+        this.#learnt = m.managers.filter((a) => typeof a === "string" && a !== "");
         this.#opts.logger?.info(`agent: session ${m.sessionId} opened with ${manager}`);
         this.#scheduleHeartbeat();
         for (const item of this.#outbox) this.#sendReport(item);
@@ -335,8 +391,32 @@ export class RemoteSession implements AgentSession {
       case "assignments":
         this.#apply(m);
         return;
+      case "mesh":
+        this.#meshMap = m.map;
+        for (const listener of this.#meshListeners) {
+          try {
+            listener();
+          } catch (err) {
+            this.#opts.logger?.error(`agent: a mesh map listener failed: ${err}`);
+          }
+        }
+        return;
       case "heartbeat":
         this.#period = m.period;
+        return;
+      case "logs":
+        void this.#streamLogs(conn, m);
+        return;
+      case "logs-ack": {
+        const stream = this.#logStreams.get(m.stream);
+        if (stream) {
+          stream.credit++;
+          stream.wake?.();
+        }
+        return;
+      }
+      case "logs-cancel":
+        this.#logStreams.get(m.stream)?.abort.abort();
         return;
       case "reply": {
         const i = this.#outbox.findIndex((o) => o.seq === m.seq);
@@ -374,7 +454,7 @@ export class RemoteSession implements AgentSession {
     const used = new Set<string>();
     const out: Assignment[] = [];
     const nodeId = this.#info?.nodeId ?? "";
-    for (const { task, serviceName, specKey } of this.#tasks.values()) {
+    for (const { task, serviceName, specKey, addressing } of this.#tasks.values()) {
       used.add(specKey);
       const spec = this.#specs.get(specKey);
       if (spec === undefined) {
@@ -395,6 +475,7 @@ export class RemoteSession implements AgentSession {
           id: task.id,
           serviceId: task.serviceId,
           serviceName,
+          addressing: addressing ?? { addr: mainAddress(task), services: {} },
           slot: task.slot,
           nodeId,
           spec,
@@ -415,6 +496,78 @@ export class RemoteSession implements AgentSession {
       } catch (err) {
         this.#opts.logger?.error(`agent: an assignments listener failed: ${err}`);
       }
+    }
+  }
+
+  /** Sends the output the manager asked for, in frames, until it ends, fails or is cancelled. */
+  async #streamLogs(conn: FrameConnection, m: LogsRequest): Promise<void> {
+    const state: LogStreamState = {
+      abort: new AbortController(),
+      credit: LOG_WINDOW_CHUNKS,
+      wake: undefined,
+    };
+    const signal = state.abort.signal;
+    this.#logStreams.get(m.stream)?.abort.abort();
+    this.#logStreams.set(m.stream, state);
+    const onAbort = () => state.wake?.();
+    signal.addEventListener("abort", onAbort);
+    let batch: LogLine[] = [];
+    const flush = async (end: boolean, error?: string) => {
+      while (state.credit <= 0 && !signal.aborted && !conn.closed) {
+        await new Promise<void>((resolve) => state.wake = resolve);
+        state.wake = undefined;
+      }
+      if (signal.aborted || conn.closed) return;
+      state.credit--;
+      const lines = batch.map((l) => ({ time: l.time, stream: l.stream, text: l.text }));
+      batch = [];
+      conn.send({
+        t: "log",
+        stream: m.stream,
+        lines,
+        ...(end ? { end } : {}),
+        ...(error ? { error } : {}),
+      });
+    };
+    let iterator: AsyncIterator<LogLine> | undefined;
+    try {
+      const reader = this.#logReader;
+      if (reader === undefined) throw new Error("this node's agent is not running yet");
+      if (typeof m.taskId !== "string" || m.taskId === "") throw new Error("no task named");
+      iterator = reader(m.taskId, {
+        tail: typeof m.tail === "number" ? m.tail : undefined,
+        since: typeof m.since === "number" ? m.since : undefined,
+        follow: m.follow === true,
+        signal,
+      })[Symbol.asyncIterator]();
+      let next = iterator.next();
+      const paused = Symbol("paused");
+      while (!signal.aborted) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const result = batch.length === 0 ? await next : await Promise.race([
+          next,
+          new Promise<typeof paused>((resolve) =>
+            timer = setTimeout(() => resolve(paused), LOG_FLUSH_MS)
+          ),
+        ]);
+        clearTimeout(timer);
+        if (result === paused) {
+          await flush(false);
+          continue;
+        }
+        if (result.done) break;
+        batch.push(result.value);
+        next = iterator.next();
+        if (batch.length >= LOG_CHUNK_LINES) await flush(false);
+      }
+      await flush(true);
+    } catch (err) {
+      await flush(true, (err as Error).message || String(err));
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      state.abort.abort();
+      if (this.#logStreams.get(m.stream) === state) this.#logStreams.delete(m.stream);
+      void iterator?.return?.(undefined)?.catch(() => {});
     }
   }
 
@@ -465,10 +618,23 @@ export class RemoteSession implements AgentSession {
     for (const r of this.#requests.values()) {
       r.reject(new Error(`the connection to the manager was lost: ${why}`));
     }
+    for (const stream of this.#logStreams.values()) stream.abort.abort();
+    this.#logStreams.clear();
     this.#requests.clear();
     if (this.#closed) return;
     if (wasConnected) this.#opts.logger?.warn(`agent: session lost: ${why}`);
     if (this.#draining) this.#dropOutbox();
+    if (refusal?.code === "not_leader") {
+      // Not a failure: go to the leader it named (or the next manager) at once.
+      this.#opts.logger?.info(`agent: ${why}`);
+      clearTimeout(this.#reconnectTimer);
+      if (this.#redirect === undefined) this.#managerIndex++;
+      this.#reconnectTimer = setTimeout(() => {
+        this.#reconnectTimer = undefined;
+        this.#connect();
+      }, this.#redirect === undefined ? 200 : 10);
+      return;
+    }
     if (refusal !== undefined && FATAL_CODES.has(refusal.code)) {
       this.#opts.logger?.error(`agent: the manager refused this node: ${refusal.message}`);
       this.close();

@@ -356,7 +356,19 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
       ]);
       assert.equal(old.code, 1);
       assert.match(old.stderr, /A valid join token is necessary.*it may have been rotated/);
+      // A rotated manager token is refused the same way (joining as a manager works: see
+      // managers_test.ts).
       const manager = await shoal([...host, "swarm", "join-token", "-q", "manager"]);
+      const rotatedManager = await shoal([
+        ...host,
+        "swarm",
+        "join-token",
+        "-q",
+        "--rotate",
+        "manager",
+      ]);
+      assert.equal(rotatedManager.code, 0, rotatedManager.stderr);
+      assert.notEqual(rotatedManager.stdout.trim(), manager.stdout.trim());
       const asManager = await shoal([
         "swarm",
         "join",
@@ -367,7 +379,7 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
         managerAddr,
       ]);
       assert.equal(asManager.code, 1);
-      assert.match(asManager.stderr, /joining as a manager is not supported yet/);
+      assert.match(asManager.stderr, /A valid join token is necessary.*it may have been rotated/);
       assert.equal((await nodeLs()).size, 3, "no node registered by a refused join");
       const banner = await shoal([...host, "swarm", "join-token", "worker"]);
       assert.match(banner.stdout, new RegExp(`shoal swarm join --token ${fresh} ${managerAddr}`));
