@@ -267,6 +267,11 @@ const init: Subcommand = {
       description: "How the log syncs to disk: full (survives power loss), normal, off",
       default: "full",
     },
+    {
+      name: "force-new-cluster",
+      kind: "boolean",
+      description: "Force create a new cluster from current state",
+    },
     LOG_LEVEL_FLAG,
   ],
   args: { exact: 0 },
@@ -308,16 +313,27 @@ const init: Subcommand = {
     const logger = stderrLogger(str(p, "log-level"));
     const dataDir = await absoluteDir(str(p, "data-dir"));
     const { AlreadyInSwarmError, startNode } = await daemon();
+    const force = p.flags["force-new-cluster"] === true;
+    const stored = force ? await (await identity()).readNodeConfig(dataDir) : undefined;
+    if (force && stored?.role !== "manager") {
+      throw new CliError(
+        `Error response from daemon: --force-new-cluster recovers a swarm from a manager's data dir, and ${dataDir} holds none`,
+      );
+    }
     let node: RunningNode;
     try {
       node = await startNode({
         dataDir,
-        listenAddr: apiAddr,
+        // Recovering keeps the node's addresses unless told otherwise.
+        listenAddr: force && !p.changed.has("api-addr") ? stored?.apiAddr ?? apiAddr : apiAddr,
         synchronous: sync,
-        clusterListenAddr: listen,
-        advertiseAddr: advertise,
+        clusterListenAddr: force && !p.changed.has("listen-addr")
+          ? stored?.listenAddr ?? listen
+          : listen,
+        advertiseAddr: advertise ?? (force ? stored?.advertiseAddr : undefined),
         spec: spec.data,
-        mode: "init",
+        mode: force ? "resume" : "init",
+        forceNewCluster: force,
         logger,
       });
     } catch (err) {

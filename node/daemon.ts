@@ -25,6 +25,7 @@ import { MANAGER_OU } from "./ca.ts";
 import { RemoteLeaderLink } from "./leader_link.ts";
 import { RaftMembers } from "./raft_members.ts";
 import { initKeys, openKeys } from "./keys.ts";
+import { forceNewCluster } from "./force_new_cluster.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
@@ -92,6 +93,11 @@ export interface NodeOptions {
    * cluster port's host and the next port (4378 for 4377), or a free loopback port without one.
    */
   raftListenAddr?: string;
+  /**
+   * Take the swarm over from this data dir's log as its only manager, keeping what it holds
+   * committed (`swarm init --force-new-cluster`, `force_new_cluster.ts`).
+   */
+  forceNewCluster?: boolean;
   /** Managers' cluster addresses to ask first (a join gives them), until the state names the leader. */
   joinManagers?: string[];
 }
@@ -241,6 +247,25 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       // A new swarm's first manager is its only voter; a joining manager starts empty.
       confState: stored === undefined ? { voters: [raftId!], learners: [] } : undefined,
     });
+    if (options.forceNewCluster) {
+      if (stored === undefined || !await exists(`${options.dataDir}/raft.db`)) {
+        storage.close();
+        throw new Error(
+          `${options.dataDir} holds no manager's raft log: --force-new-cluster recovers a swarm from a manager's data dir`,
+        );
+      }
+      try {
+        const forced = forceNewCluster(storage, raftId!);
+        options.logger?.warn(
+          `node ${nodeId}: forced a new cluster: removed raft members ${
+            forced.removed.join(", ") || "(none)"
+          }; dropped ${forced.dropped} uncommitted entries`,
+        );
+      } catch (err) {
+        storage.close();
+        throw err;
+      }
+    }
     driver = await RaftDriver.start({
       id: raftId!,
       clusterId: clusterId!,
@@ -250,7 +275,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       advertiseAddress: raftPort !== 0 && clusterAddr
         ? `${bracketed(hostOf(clusterAddr))}:${raftPort}`
         : undefined,
-      peers: stored?.raftPeers,
+      peers: options.forceNewCluster ? undefined : stored?.raftPeers,
       tls: {
         cert: credentials!.cert,
         key: credentials!.key,

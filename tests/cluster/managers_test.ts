@@ -277,6 +277,35 @@ Deno.test({
       const s = await shoal([...host(0), ...createArgs("after-leave")]);
       assert.equal(s.code, 0, s.stderr);
     });
+
+    await t.step("--force-new-cluster recovers the swarm from one survivor", async () => {
+      // Two managers left; kill one: the other alone has no quorum.
+      procs[1]!.kill("SIGKILL");
+      await procs[1]!.done;
+      procs[1] = undefined;
+      procs[0]!.kill("SIGTERM");
+      await procs[0]!.done;
+      procs[0] = undefined;
+      const m = start(0, [
+        "swarm",
+        "init",
+        "--force-new-cluster",
+        "--data-dir",
+        `${dir}/m1`,
+        "--log-level",
+        "info",
+      ]);
+      await m.waitFor(/Swarm initialized: current node \(([0-9a-z]{25})\) is now a manager/);
+      await until(
+        "it leads alone",
+        async () => (await leaderOf(0).catch(() => undefined)) === ids[0],
+      );
+      const ls = await shoal([...host(0), "service", "ls", "--format", "{{.Name}}"]);
+      const names = ls.stdout.split("\n").filter((n) => n && n !== "no-quorum").sort();
+      assert.deepEqual(names, ["after-failover", "after-leave", "after-restart", "web"]);
+      const s = await shoal([...host(0), ...createArgs("after-recovery")]);
+      assert.equal(s.code, 0, s.stderr);
+    });
   } catch (err) {
     for (const p of procs) {
       if (p) console.error(`--- ${p.name} stderr\n${p.stderr.slice(-4000)}`);
