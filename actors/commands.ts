@@ -41,7 +41,9 @@ export type ClusterCommand =
     node: { id: string; description: NodeDescription; addr: string };
   }
   | { kind: "UpdateCluster"; spec: ClusterSpec; version?: number }
-  | { kind: "RotateJoinToken"; role: NodeRole; token: string };
+  | { kind: "RotateJoinToken"; role: NodeRole; token: string }
+  /** Sets the managers' unlock key (`SWMKEY-1-...`), or "" when autolock is off. */
+  | { kind: "RotateUnlockKey"; unlockKey: string };
 
 /** Commands on nodes. `node` is an id, a hostname, or an id prefix. */
 export type NodeCommand =
@@ -87,6 +89,7 @@ export function decide(state: ClusterState, command: Command, ctx: DecideContext
     case "InitCluster":
     case "UpdateCluster":
     case "RotateJoinToken":
+    case "RotateUnlockKey":
       return decideClusterCommand(state, command, ctx);
     case "UpdateNode":
     case "RemoveNode":

@@ -1635,6 +1635,8 @@ class WhyWalk {
         return [`joinTokens.${e.data.role}: (changed)`];
       case "ClusterRootCARotated":
         return ["rootCA: (changed)"];
+      case "ClusterUnlockKeyRotated":
+        return [`unlockKey: ${e.data.unlockKey === "" ? "(removed)" : "(changed)"}`];
       case "SecretCreated":
       case "ConfigCreated":
         s.exists = true;
@@ -1651,6 +1653,8 @@ class WhyWalk {
       case "NetworkCreated":
         s.exists = true;
         return [`created network ${e.data.spec.name} (${e.data.spec.driver})`];
+      case "NetworkAllocated":
+        return [`subnet ${e.data.subnet}, gateway ${e.data.gateway}`];
       case "TaskRemoved":
       case "ServiceRemoved":
       case "NodeRemoved":

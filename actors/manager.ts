@@ -321,6 +321,7 @@ export class Manager {
       case "InitCluster":
       case "UpdateCluster":
       case "RotateJoinToken":
+      case "RotateUnlockKey":
         return "cluster/swarm";
       case "UpdateNode":
       case "RemoveNode":

@@ -14,6 +14,7 @@ import type {
   Endpoint,
   JoinTokens,
   ManagerStatus,
+  NetworkAddress,
   NetworkSpec,
   NodeAvailability,
   NodeDescription,
@@ -30,6 +31,7 @@ import type {
   TaskStatus,
   UpdateStatus,
 } from "../events/schema.ts";
+import { TaskState } from "../events/schema.ts";
 import { Journal, MultiIndex, type ReadonlyTable, type Row, Table } from "./table.ts";
 import { EventRejected } from "./entities/rejection.ts";
 import { applyClusterEvent } from "./entities/cluster.ts";
@@ -54,6 +56,8 @@ export interface ClusterRecord extends RecordMeta {
   readonly spec: ClusterSpec;
   readonly rootCA: RootCA;
   readonly joinTokens: JoinTokens;
+  /** The managers' unlock key while autolock is on (never shown but by `swarm unlock-key`). */
+  readonly unlockKey?: string;
 }
 
 /** A node of the swarm. */
@@ -75,6 +79,12 @@ export interface ServiceRecord extends RecordMeta {
   readonly previousSpecVersion?: number;
   readonly updateStatus?: UpdateStatus;
   readonly endpoint?: Endpoint;
+  /**
+   * Jobs only (SwarmKit's `JobStatus`): which run of the job this is, 0 at creation and one more
+   * at every update or rollback (each re-runs the job), and when that run began (ms).
+   */
+  readonly jobIteration?: number;
+  readonly lastExecution?: number;
 }
 
 /** A task: one run of a service's task spec in a slot (or on a node, for global services). */
@@ -91,10 +101,19 @@ export interface TaskRecord extends RecordMeta {
   readonly attempt: number;
   /** Time (ms) before which it must not be asked to run (a restart delay); 0: none. */
   readonly startAfter: number;
+  /** Jobs only: the service's `jobIteration` when the task was created (the run it belongs to). */
+  readonly jobIteration?: number;
   readonly status: TaskStatus;
-  /** Ports and addresses the allocator gave it. */
+  /** Ports the allocator gave it (its service's published ports). */
   readonly ports: readonly PortConfig[];
+  /** The bare addresses of `networks`, in the same order (`addresses[0]` is its main one). */
   readonly addresses: readonly string[];
+  /**
+   * Its address on each of its networks (Docker's `NetworksAttachments`), given by the allocator
+   * when it left `new`; held until the task ends (a terminal state) or is removed. Empty before
+   * allocation and for tasks on no network.
+   */
+  readonly networks: readonly NetworkAddress[];
 }
 
 /** A secret or config. */
@@ -105,6 +124,13 @@ export interface FileObjectRecord extends RecordMeta {
 /** A network. */
 export interface NetworkRecord extends RecordMeta {
   readonly spec: NetworkSpec;
+  /**
+   * The subnet the allocator gave it (CIDR inside 127.0.0.0/8, such as `127.1.0.0/16`), once
+   * `NetworkAllocated`; undefined before. `spec.subnet` is only what the user asked for.
+   */
+  readonly subnet?: string;
+  /** The subnet's first address (`127.1.0.1`), reserved: never a task's or a service's. */
+  readonly gateway?: string;
 }
 
 /**
@@ -174,18 +200,34 @@ export class ClusterState {
   });
 
   readonly serviceNames: Map<string, string> = new Map();
-  readonly services: Table<ServiceRecord> = new Table(this.journal, reindexName(this.serviceNames));
+  readonly services: Table<ServiceRecord> = new Table(this.journal, (prev, next) => {
+    reindexName(this.serviceNames)(prev, next);
+    moveAddresses(
+      this.addressOwners,
+      (prev ?? next)!.id,
+      prev?.endpoint?.virtualIPs,
+      next?.endpoint?.virtualIPs,
+    );
+  });
 
   readonly tasksByService: MultiIndex<string> = new MultiIndex();
   readonly tasksByNode: MultiIndex<string> = new MultiIndex();
   readonly tasksByState: MultiIndex<number> = new MultiIndex();
   readonly tasksByDesiredState: MultiIndex<number> = new MultiIndex();
+  /**
+   * Every address in use, to its holder's id: services' virtual IPs and the addresses of tasks
+   * that have not ended. A task's addresses are released when it reaches a terminal state or is
+   * removed, a service's when its endpoint changes or it is removed. Addresses are unique across
+   * networks (their subnets never overlap), so the bare address is the key.
+   */
+  readonly addressOwners: Map<string, string> = new Map();
   readonly tasks: Table<TaskRecord> = new Table(this.journal, (prev, next) => {
     const id = (prev ?? next)!.id;
     this.tasksByService.move(prev?.serviceId, next?.serviceId, id);
     this.tasksByNode.move(prev?.nodeId || undefined, next?.nodeId || undefined, id);
     this.tasksByState.move(prev?.status.state, next?.status.state, id);
     this.tasksByDesiredState.move(prev?.desiredState, next?.desiredState, id);
+    moveAddresses(this.addressOwners, id, heldByTask(prev), heldByTask(next));
   });
 
   readonly specs: Table<SpecRecord> = new Table(this.journal);
@@ -239,6 +281,24 @@ export class ClusterState {
   *tasksOn(nodeId: string): IterableIterator<TaskRecord> {
     for (const id of this.tasksByNode.get(nodeId)) yield this.tasks.get(id)!;
   }
+}
+
+/** The addresses a task holds: those it was given, until it ends. */
+function heldByTask(task: TaskRecord | undefined): readonly NetworkAddress[] | undefined {
+  if (task === undefined || task.status.state >= TaskState.complete) return undefined;
+  return task.networks;
+}
+
+/** Moves `id`'s entries in the address index from its old addresses to its new ones. */
+function moveAddresses(
+  owners: Map<string, string>,
+  id: string,
+  prev: readonly NetworkAddress[] | undefined,
+  next: readonly NetworkAddress[] | undefined,
+): void {
+  if (prev === next) return;
+  for (const a of prev ?? []) if (owners.get(a.addr) === id) owners.delete(a.addr);
+  for (const a of next ?? []) owners.set(a.addr, id);
 }
 
 /** The name a node is known by: its spec name, else its hostname. */
@@ -379,6 +439,7 @@ const APPLY_BY_TYPE: ReadonlyMap<string, EntityApply> = new Map<ShoalEvent["type
   ["ClusterSpecUpdated", applyClusterEvent],
   ["ClusterJoinTokenRotated", applyClusterEvent],
   ["ClusterRootCARotated", applyClusterEvent],
+  ["ClusterUnlockKeyRotated", applyClusterEvent],
   ["SecretCreated", applyFileObjectEvent],
   ["SecretUpdated", applyFileObjectEvent],
   ["SecretRemoved", applyFileObjectEvent],
@@ -386,6 +447,7 @@ const APPLY_BY_TYPE: ReadonlyMap<string, EntityApply> = new Map<ShoalEvent["type
   ["ConfigUpdated", applyFileObjectEvent],
   ["ConfigRemoved", applyFileObjectEvent],
   ["NetworkCreated", applyNetworkEvent],
+  ["NetworkAllocated", applyNetworkEvent],
   ["NetworkRemoved", applyNetworkEvent],
 ]);
 

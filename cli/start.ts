@@ -15,6 +15,7 @@ import type { SyncMode } from "../events/sqlite_log.ts";
 import {
   runManagerForeground,
   runWorkerForeground,
+  lockedBanner,
   stderrLogger,
   workerBanner,
 } from "./swarm_node.ts";
@@ -80,6 +81,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     clusterListenAddr: stored?.listenAddr,
     advertiseAddr: stored?.advertiseAddr,
     synchronous: sync as SyncMode,
+    onLocked: (api) => lockedBanner(api, dataDir),
     logger,
   });
   const s = node.manager.state;

@@ -54,6 +54,66 @@ const joinToken: Subcommand = {
   },
 };
 
+/** Docker's text around an unlock key. */
+export function unlockKeyText(key: string): string {
+  return "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n" +
+    "command and provide the following key:\n\n" +
+    `    ${key}\n\n` +
+    "Please remember to store this key in a password manager, since without it you\n" +
+    "will not be able to restart the manager.\n";
+}
+
+const unlockKey: Subcommand = {
+  name: "unlock-key",
+  use: "[OPTIONS]",
+  summary: "Manage the unlock key",
+  flags: [
+    { name: "quiet", short: "q", kind: "boolean", description: "Only display token" },
+    { name: "rotate", kind: "boolean", description: "Rotate unlock key" },
+  ],
+  args: { exact: 0 },
+  async run(env, p) {
+    const quiet = p.flags.quiet === true;
+    if (p.flags.rotate === true) {
+      const sw = await env.client.get<Swarm>("/swarm");
+      if (sw.Spec.EncryptionConfig?.AutoLockManagers !== true) {
+        throw new CliError(
+          "Error response from daemon: cannot rotate because autolock is not turned on",
+        );
+      }
+      await env.client.post("/swarm/update", sw.Spec, {
+        version: sw.Version.Index,
+        rotateManagerUnlockKey: true,
+      });
+      if (!quiet) await env.io.out("Successfully rotated manager unlock key.\n\n");
+    }
+    const { UnlockKey: key } = await env.client.get<{ UnlockKey: string }>("/swarm/unlockkey");
+    if (key === "") {
+      throw new CliError(
+        "no unlock key is set: turn autolock on with \"shoal swarm update --autolock=true\"",
+      );
+    }
+    await env.io.out(quiet ? `${key}\n` : unlockKeyText(key));
+  },
+};
+
+const unlock: Subcommand = {
+  name: "unlock",
+  use: "",
+  summary: "Unlock swarm",
+  description:
+    "Unlocks a locked manager (one restarted while autolock is on): reads the unlock key from\n" +
+    "standard input.",
+  flags: [],
+  args: { exact: 0 },
+  async run(env) {
+    if (Deno.stdin.isTerminal()) await env.io.out("Please enter unlock key: ");
+    const key = new TextDecoder().decode(await env.io.readStdin()).trim().split("\n")[0] ?? "";
+    if (key === "") throw new CliError("Error: no unlock key given on standard input");
+    await env.client.post("/swarm/unlock", { UnlockKey: key });
+  },
+};
+
 const update: Subcommand = {
   name: "update",
   use: "[OPTIONS]",
@@ -144,15 +204,7 @@ const update: Subcommand = {
       } catch (err) {
         throw new CliError(`could not fetch unlock key: ${(err as Error).message}`);
       }
-      if (key) {
-        await env.io.out(
-          "To unlock a swarm manager after it restarts, run the `shoal swarm unlock`\n" +
-            "command and provide the following key:\n\n" +
-            `    ${key}\n\n` +
-            "Please remember to store this key in a password manager, since without it you\n" +
-            "will not be able to restart the manager.\n",
-        );
-      }
+      if (key) await env.io.out(unlockKeyText(key));
     }
   },
 };
@@ -160,5 +212,10 @@ const update: Subcommand = {
 /** Runs `shoal swarm ...` (`init`, `join` and `leave` run the local node: cli/swarm_node.ts). */
 export async function swarmCommand(args: string[]): Promise<number> {
   const { nodeSubcommands } = await import("./swarm_node.ts");
-  return runGroup("swarm", "Manage Swarm", [...nodeSubcommands, joinToken, update], args);
+  return runGroup(
+    "swarm",
+    "Manage Swarm",
+    [...nodeSubcommands, joinToken, unlock, unlockKey, update],
+    args,
+  );
 }

@@ -198,6 +198,14 @@ export async function runWorkerForeground(
   }
 }
 
+/** What a locked manager prints while it waits for `shoal swarm unlock`. */
+export function lockedBanner(apiUrl: string, dataDir: string): void {
+  console.log(
+    `Swarm is locked: ${dataDir} is encrypted with the swarm's unlock key.\n` +
+      `Run "shoal --host ${apiUrl.replace("http://", "tcp://")} swarm unlock" and give it the key.`,
+  );
+}
+
 /** The banner lines of a running worker. */
 export function workerBanner(worker: RunningWorker, dataDir: string): string {
   return [
@@ -268,6 +276,11 @@ const init: Subcommand = {
       default: "full",
     },
     {
+      name: "autolock",
+      kind: "boolean",
+      description: "Enable manager autolocking (requiring an unlock key to start a stopped manager)",
+    },
+    {
       name: "force-new-cluster",
       kind: "boolean",
       description: "Force create a new cluster from current state",
@@ -291,6 +304,7 @@ const init: Subcommand = {
         heartbeatPeriod: Math.round(parse("dispatcher-heartbeat", parseDuration) / 1e6),
       },
       caConfig: { nodeCertExpiry: Math.round(parse("cert-expiry", parseDuration) / 1e6) },
+      encryption: { autoLockManagers: p.flags.autolock === true },
     });
     if (!spec.success) {
       const issue = spec.error.issues[0];
@@ -334,6 +348,7 @@ const init: Subcommand = {
         spec: spec.data,
         mode: force ? "resume" : "init",
         forceNewCluster: force,
+        onLocked: (api) => lockedBanner(api, dataDir),
         logger,
       });
     } catch (err) {
@@ -348,6 +363,7 @@ const init: Subcommand = {
         "To add a worker to this swarm, run the following command:\n\n" +
         `    shoal swarm join --token ${token} ${node.clusterAddr}\n\n` +
         "To add a manager to this swarm, run 'shoal swarm join-token manager' and follow the instructions.\n\n" +
+        (node.unlockKey ? (await import("./swarm.ts")).unlockKeyText(node.unlockKey) + "\n" : "") +
         `  API        ${node.apiUrl}   (shoal --host ${
           node.apiUrl.replace("http://", "tcp://")
         } ...)\n` +

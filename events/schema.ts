@@ -440,10 +440,20 @@ export const UpdateStatus = z.object({
 /** Progress of a rolling update or rollback. */
 export type UpdateStatus = z.infer<typeof UpdateStatus>;
 
+/**
+ * An address the allocator gave on one network (a service's virtual IP, or a task's address, as
+ * Docker's `Endpoint.VirtualIPs` and `NetworksAttachments`): the network's id and a bare IPv4
+ * address inside its subnet (`127.1.0.2`, no prefix length; the network's `subnet` has it).
+ */
+export const NetworkAddress = z.object({ networkId: z.string(), addr: z.string() });
+/** An address on one network. */
+export type NetworkAddress = z.infer<typeof NetworkAddress>;
+
 /** What the allocator gave a service: its published ports and virtual IPs. */
 export const Endpoint = z.object({
   ports: z.array(PortConfig),
-  virtualIPs: z.array(z.object({ networkId: z.string(), addr: z.string() })).default([]),
+  /** The service's virtual IP on each network it is on (none in `dnsrr` mode). */
+  virtualIPs: z.array(NetworkAddress).default([]),
 });
 /** What the allocator gave a service. */
 export type Endpoint = z.infer<typeof Endpoint>;
@@ -557,6 +567,14 @@ export const ClusterJoinTokenRotated = event(
   "ClusterJoinTokenRotated",
   withId({ role: NodeRole, token: z.string() }),
 );
+/**
+ * The managers' unlock key changed (autolock turned on, rotated, or off: ""). It lives in the log,
+ * which is encrypted at rest, so that every manager wraps its data key with the same key.
+ */
+export const ClusterUnlockKeyRotated = event(
+  "ClusterUnlockKeyRotated",
+  withId({ unlockKey: z.string().max(200) }),
+);
 /** The root CA was replaced (`swarm ca --rotate`). */
 export const ClusterRootCARotated = event("ClusterRootCARotated", withId({ rootCA: RootCA }));
 
@@ -627,7 +645,13 @@ export const TaskCreated = event(
 /** The allocator gave a task its resources; the task now waits for a node (pending). */
 export const TaskAllocated = event(
   "TaskAllocated",
-  withId({ ports: z.array(PortConfig), addresses: z.array(z.string()) }),
+  withId({
+    ports: z.array(PortConfig),
+    /** The bare addresses of `networks`, in the same order (older entries: empty). */
+    addresses: z.array(z.string()),
+    /** The task's address on each of its networks (absent in entries written before IPAM). */
+    networks: z.array(NetworkAddress).optional(),
+  }),
 );
 /** The scheduler placed a task on a node (assigned). */
 export const TaskAssigned = event(
@@ -663,6 +687,14 @@ export const ConfigUpdated = event("ConfigUpdated", withId({ labels: Labels }));
 export const ConfigRemoved = event("ConfigRemoved", withId({}));
 /** A network was created. */
 export const NetworkCreated = event("NetworkCreated", withId({ spec: NetworkSpec }));
+/**
+ * The allocator gave a network its subnet (CIDR, inside 127.0.0.0/8) and gateway (the subnet's
+ * first address, never given to a task or service).
+ */
+export const NetworkAllocated = event(
+  "NetworkAllocated",
+  withId({ subnet: z.string(), gateway: z.string() }),
+);
 /** A network was removed. */
 export const NetworkRemoved = event("NetworkRemoved", withId({}));
 
@@ -672,6 +704,7 @@ export const ShoalEvent = z.discriminatedUnion("type", [
   ClusterSpecUpdated,
   ClusterJoinTokenRotated,
   ClusterRootCARotated,
+  ClusterUnlockKeyRotated,
   NodeRegistered,
   NodeDescriptionUpdated,
   NodeSpecUpdated,
@@ -699,6 +732,7 @@ export const ShoalEvent = z.discriminatedUnion("type", [
   ConfigUpdated,
   ConfigRemoved,
   NetworkCreated,
+  NetworkAllocated,
   NetworkRemoved,
 ]);
 /** Every event Shoal logs. */

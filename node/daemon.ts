@@ -24,7 +24,8 @@ import type { RootCA } from "../events/schema.ts";
 import { MANAGER_OU } from "./ca.ts";
 import { RemoteLeaderLink } from "./leader_link.ts";
 import { RaftMembers } from "./raft_members.ts";
-import { initKeys, openKeys } from "./keys.ts";
+import { type DataKeys, generateUnlockKey, initKeys, openKeys, readKeyFile } from "./keys.ts";
+import { lockedApi } from "./locked.ts";
 import { forceNewCluster } from "./force_new_cluster.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
@@ -93,6 +94,10 @@ export interface NodeOptions {
    * cluster port's host and the next port (4378 for 4377), or a free loopback port without one.
    */
   raftListenAddr?: string;
+  /** The unlock key of an autolocked manager; without it, it starts locked (see `onLocked`). */
+  unlockKey?: string;
+  /** Called with the API address when the manager starts locked and waits for `swarm unlock`. */
+  onLocked?: (apiUrl: string) => void;
   /**
    * Take the swarm over from this data dir's log as its only manager, keeping what it holds
    * committed (`swarm init --force-new-cluster`, `force_new_cluster.ts`).
@@ -118,6 +123,8 @@ export interface RunningNode {
   created: boolean;
   /** The Raft member (absent for a data dir whose log predates Raft). */
   raft: RaftDriver | undefined;
+  /** The unlock key of a swarm this start created with autolock: to show once. */
+  unlockKey: string | undefined;
   /** Resolves when the node stopped on its own (it left the swarm), with why. */
   stopped: Promise<string>;
   /** Marks the node down in the log and stops everything. */
@@ -221,6 +228,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   }
 
   let driver: RaftDriver | undefined;
+  let keys: DataKeys | undefined;
+  /** The unlock key a new autolocked swarm was made with, shown once. */
+  let newUnlockKey: string | undefined;
+  /** Set when the data key was opened with an unlock key (so the node is autolocked). */
+  let unlockedWith: string | undefined;
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let delegate: (req: Request) => Response | Promise<Response> = () =>
+    new Response("starting", { status: 503 });
   // The state verifies raft peers and finds the leader; it exists once the manager does.
   const ref: { manager?: Manager } = {};
   let link: RemoteLeaderLink | undefined;
@@ -234,11 +249,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   } else {
     const { hostname: raftHost, port: raftPort } = parseHostPort(raftListen!);
     // Encryption at rest (node/keys.ts): a new log is encrypted with a data key kept in
-    // keys.json (wrapped; autolock, which keeps its key out of the data dir, is not wired yet);
-    // a log written before encryption stays as it is.
-    let keys = await openKeys(options.dataDir);
-    if (keys === undefined && !await exists(`${options.dataDir}/raft.db`)) {
-      keys = (await initKeys(options.dataDir, { autolock: false })).keys;
+    // keys.json, wrapped by a stored key, or with autolock by a key derived from the unlock key,
+    // which is never stored: such a manager serves only `swarm unlock` until it is given it. A
+    // log written before encryption stays as it is.
+    const keyFile = await readKeyFile(options.dataDir);
+    if (keyFile?.autolock && options.unlockKey === undefined) {
+      const locked = lockedApi(options.dataDir, nodeId);
+      delegate = locked.handler;
+      server = Deno.serve({ hostname, port, onListen: () => {} }, (req) => delegate(req));
+      options.onLocked?.(`http://${server.addr.hostname}:${server.addr.port}`);
+      keys = await locked.unlocked;
+      unlockedWith = "(given)";
+    } else if (keyFile !== undefined) {
+      keys = await openKeys(options.dataDir, options.unlockKey);
+      if (keyFile.autolock) unlockedWith = "(given)";
+    } else if (!await exists(`${options.dataDir}/raft.db`)) {
+      const autolock = stored === undefined && options.spec?.encryption.autoLockManagers === true;
+      newUnlockKey = autolock ? generateUnlockKey() : undefined;
+      keys = (await initKeys(options.dataDir, { autolock, unlockKey: newUnlockKey })).keys;
     }
     const storage = new SqliteStorage({
       path: `${options.dataDir}/raft.db`,
@@ -314,13 +342,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const docker = options.docker === false ? undefined : await findDocker(options.logger);
   const runtimes = runtimesOf(docker);
   let handler: ReturnType<typeof createApiHandler> | undefined;
-  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   let announcing: AbortController | undefined;
   let removedWatch: ReturnType<typeof setInterval> | undefined;
   let boundClusterListen: string | undefined;
+  let stopKeySync: (() => void) | undefined;
   const cleanup = async () => {
     clearTimeout(renewTimer);
     clearInterval(removedWatch);
+    stopKeySync?.();
     announcing?.abort();
     unsubscribeRole?.();
     // The log closes first: proposals still waiting for a commit (which may never come once
@@ -369,6 +398,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           addr: clusterAddr ? hostOf(clusterAddr) : hostname,
         },
       }, { by: "user:swarm.init" });
+      if (newUnlockKey !== undefined) {
+        await manager.execute({ kind: "RotateUnlockKey", unlockKey: newUnlockKey }, {
+          by: "user:swarm.init",
+        });
+      }
       created = true;
     } else if (joining) {
       // Ask the leader to add this manager to the Raft group; it then sends the log.
@@ -396,7 +430,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       nodeId,
       taskLogs: taskLogSource({ nodeId, agent: () => agent, relay: () => dispatcher?.logs }),
     });
-    server = Deno.serve({ hostname, port, onListen: () => {} }, handler);
+    delegate = handler;
+    server ??= Deno.serve({ hostname, port, onListen: () => {} }, (req) => delegate(req));
     const apiAddr = `${server.addr.hostname}:${server.addr.port}`;
     const by = `node:${nodeId}`;
 
@@ -458,6 +493,31 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     if (driver !== undefined) {
       members = new RaftMembers({ driver, manager, logger: options.logger });
       members.start();
+    }
+    if (keys !== undefined) {
+      // Every manager wraps its data key with the swarm's unlock key while autolock is on (the
+      // key travels in the log, itself encrypted), and with a stored key when it is off.
+      const k = keys;
+      let known = newUnlockKey ?? options.unlockKey;
+      let syncing = Promise.resolve();
+      const sync = () => {
+        syncing = syncing.then(async () => {
+          const want = manager.state.cluster?.unlockKey ?? "";
+          if (want === "" && !k.autolock) return;
+          if (want !== "" && k.autolock && want === known) return;
+          await k.rotate(want === "" ? { autolock: false } : { autolock: true, unlockKey: want });
+          known = want || undefined;
+          options.logger?.info(
+            `node ${nodeId}: data key ${
+              want === "" ? "no longer autolocked" : "wrapped with the swarm's unlock key"
+            }`,
+          );
+        }).catch((err) => options.logger?.error(`node ${nodeId}: rewrapping the data key: ${err}`));
+      };
+      stopKeySync = manager.onApplied((entry) => {
+        if (entry.batch.events.some((e) => e.type === "ClusterUnlockKeyRotated")) sync();
+      });
+      sync();
     }
     const writeConfig = () =>
       writeNodeConfig(options.dataDir, {
@@ -601,6 +661,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       dispatcher,
       clusterAddr,
       raft: driver,
+      unlockKey: newUnlockKey,
       created,
       stopped: stopped.promise,
       close,

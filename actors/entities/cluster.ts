@@ -11,7 +11,11 @@ import type { ApplyContext, ClusterRecord, ClusterState } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 
 type ClusterEvent = EventOf<
-  "ClusterCreated" | "ClusterSpecUpdated" | "ClusterJoinTokenRotated" | "ClusterRootCARotated"
+  | "ClusterCreated"
+  | "ClusterSpecUpdated"
+  | "ClusterJoinTokenRotated"
+  | "ClusterRootCARotated"
+  | "ClusterUnlockKeyRotated"
 >;
 
 /** Folds one cluster event into the state, or throws `EventRejected`. */
@@ -55,6 +59,9 @@ export function applyClusterEvent(
       break;
     case "ClusterRootCARotated":
       next = { ...cluster, rootCA: event.data.rootCA };
+      break;
+    case "ClusterUnlockKeyRotated":
+      next = { ...cluster, unlockKey: event.data.unlockKey };
       break;
   }
   state.clusters.put(ctx.touched(next));
@@ -114,6 +121,18 @@ export function decideClusterCommand(
       v: 1,
       data: { id: cluster.id, spec: command.spec },
       meta: userMeta(ctx, "swarm update", command.version ?? cluster.version),
+    }];
+  }
+  if (command.kind === "RotateUnlockKey") {
+    return [{
+      type: "ClusterUnlockKeyRotated",
+      v: 1,
+      data: { id: cluster.id, unlockKey: command.unlockKey },
+      meta: userMeta(
+        ctx,
+        command.unlockKey === "" ? "autolock turned off" : "new manager unlock key",
+        cluster.version,
+      ),
     }];
   }
   return [{

@@ -6,6 +6,7 @@
  */
 import { equalData } from "../../actors/equal.ts";
 import { newJoinToken } from "../../node/ca.ts";
+import { generateUnlockKey } from "../../node/keys.ts";
 import {
   API_VERSION,
   ApiError,
@@ -143,19 +144,28 @@ export function addSystemRoutes(router: Router, ctx: DockerApiContext): void {
 
   router.get("/swarm", () => json(swarmToDocker(requireSwarm(ctx))));
 
+  router.get("/swarm/unlockkey", () => json({ UnlockKey: requireSwarm(ctx).unlockKey ?? "" }));
+
+  // A node that answers at all is unlocked (a locked one serves only this route: node/locked.ts).
+  router.post("/swarm/unlock", () => {
+    throw new ApiError(503, "unavailable", "swarm is not locked");
+  });
+
   router.post("/swarm/update", async ({ req, url }) => {
     const cluster = requireSwarm(ctx);
     const version = optionalIntParam(url, "version");
     const rotateWorker = boolParam(url, "rotateWorkerToken");
     const rotateManager = boolParam(url, "rotateManagerToken");
-    if (boolParam(url, "rotateManagerUnlockKey")) {
+    const rotateUnlock = boolParam(url, "rotateManagerUnlockKey");
+    const spec = clusterSpecFromDocker(await readJson(req), cluster.spec);
+    const autolock = spec.encryption.autoLockManagers;
+    if (rotateUnlock && !autolock) {
       throw new ApiError(
         400,
         "invalid_argument",
-        "rotating the manager unlock key is not supported by Shoal (autolock is not implemented)",
+        "cannot rotate the manager unlock key: autolock is not turned on (shoal swarm update --autolock=true)",
       );
     }
-    const spec = clusterSpecFromDocker(await readJson(req), cluster.spec);
     if (!equalData(spec, cluster.spec)) {
       await run(ctx, { kind: "UpdateCluster", spec, version }, "swarm.update");
     } else if (version !== undefined && version !== cluster.version) {
@@ -164,6 +174,17 @@ export function addSystemRoutes(router: Router, ctx: DockerApiContext): void {
         "version_conflict",
         `update out of sequence: the swarm is at version ${cluster.version}, not ${version}`,
       );
+    }
+    // The unlock key follows autolock: made when it is turned on (or rotated), dropped when off.
+    const hasKey = (requireSwarm(ctx).unlockKey ?? "") !== "";
+    if (autolock && (rotateUnlock || !hasKey)) {
+      await run(
+        ctx,
+        { kind: "RotateUnlockKey", unlockKey: generateUnlockKey() },
+        "swarm.unlock-key",
+      );
+    } else if (!autolock && hasKey) {
+      await run(ctx, { kind: "RotateUnlockKey", unlockKey: "" }, "swarm.update");
     }
     for (const [role, rotate] of [["worker", rotateWorker], ["manager", rotateManager]] as const) {
       if (!rotate) continue;
