@@ -17,8 +17,8 @@
  *   loopback (gRPC `KV.Put` over HTTP/2 at the leader, 16-byte keys and 184-byte values,
  *   default etcd settings) in the same run, and the ratio.
  *
- * Run alone with `deno run -A bench/raft_bench.ts [--json] [--leader-sends-before-persist]`;
- * the flag runs the managers with the driver's `leaderSendsBeforePersist` (off by default).
+ * Run alone with `deno run -A bench/raft_bench.ts [--json] [--no-leader-sends-before-persist]`;
+ * the flag runs the managers without the driver's `leaderSendsBeforePersist` (on by default).
  * Figures depend heavily on fsync latency and on other load on the machine.
  *
  * @module
@@ -344,7 +344,7 @@ async function startEtcd(): Promise<Etcd | undefined> {
 
 /**
  * Runs the benchmark and prints its report. `leaderSendsBeforePersist` runs the managers with
- * that driver option (the leader's disk write overlaps its followers'); off by default, as in
+ * that driver option (the leader's disk write overlaps its followers'); on by default, as in
  * the driver.
  */
 export async function runRaftBench(
@@ -362,7 +362,7 @@ export async function runRaftBench(
     rate: 0,
   });
 
-  const leaderSendsBeforePersist = opts.leaderSendsBeforePersist ?? false;
+  const leaderSendsBeforePersist = opts.leaderSendsBeforePersist ?? true;
   const cluster = await RaftProcesses.start({ size: 3, sync: "full", leaderSendsBeforePersist });
   let halfLoad: LoadResult | undefined;
   let failover: number[] = [];
@@ -458,7 +458,7 @@ export async function runRaftBench(
     }
   }
   const title = "raft (3 processes, loopback, SQLite synchronous=FULL" +
-    (leaderSendsBeforePersist ? ", leaderSendsBeforePersist" : "") + ")";
+    (leaderSendsBeforePersist ? "" : ", without leaderSendsBeforePersist") + ")";
   return report(title, rows, {
     json: opts.json,
     extra,
@@ -474,6 +474,6 @@ if (import.meta.main) {
   }
   await runRaftBench({
     json: Deno.args.includes("--json"),
-    leaderSendsBeforePersist: Deno.args.includes("--leader-sends-before-persist"),
+    leaderSendsBeforePersist: !Deno.args.includes("--no-leader-sends-before-persist"),
   });
 }

@@ -8,6 +8,16 @@
  * 3. then apply its snapshot and committed entries (`applyConfChange` for conf changes);
  * 4. then `advance()`.
  *
+ * The sync in step 1 runs off the event loop (`asyncSync`, default on): the transaction commits
+ * at once, the WAL is synced by an asynchronous `fdatasync`, and steps 2-4 wait for it while the
+ * driver keeps stepping messages and taking proposals for the next Ready. A leader sends before
+ * it persists (`leaderSendsBeforePersist`, default on, as etcd's server does).
+ *
+ * **Removed members** learn that they were removed: from the log when they apply their own
+ * removal, else from the members, which refuse a removed member's connection with a hello that
+ * says so, and dial it once to tell it (they keep the removed ids and addresses in the applied
+ * state and in snapshots). {@linkcode RaftDriver.onRemoved} and `status().removed` tell the owner.
+ *
  * On top it offers what the rest of Shoal needs: {@linkcode RaftDriver.propose} (resolves with
  * the index once the entry is committed and applied here; on a follower it rejects with
  * {@linkcode NotLeaderError}, which names the leader), an async iterator of committed entries,
@@ -55,6 +65,7 @@ import {
   None,
   type PeerMessage,
   type ReadState,
+  type Ready,
   type Role,
   type Snapshot,
   type SoftState,
@@ -137,10 +148,23 @@ export interface RaftDriverOptions {
    * core: it counts the leader's own log towards commit only once `advance()` reports it
    * persisted, and a node that leads when a Ready is taken has nothing in it that promises
    * durable state (no vote, no append acknowledgement: those are sent as follower or
-   * candidate, and becoming leader takes a Ready of its own). Default false: the classic
+   * candidate, and becoming leader takes a Ready of its own). Default true: a commit then
+   * waits for the fastest two disks of three, not for the leader's and then a follower's, so
+   * one slow sync no longer sets the latency. The simulator runs half its seeds so
+   * (tests/sim/raft_sim.ts, `Scenario.leaderSendsBeforePersist`); false gives the classic
    * contract, persist then send, everywhere.
    */
   leaderSendsBeforePersist?: boolean;
+  /**
+   * Wait for the disk off the event loop (default true): each Ready is committed to SQLite at
+   * once but synced by an asynchronous `fdatasync` of its WAL (`SqliteStorage.saveReadyAsync`),
+   * and the Ready is acted on (sent, applied, advanced) only once that resolves. Meanwhile the
+   * driver keeps stepping messages and taking proposals, which go into the next Ready: nothing
+   * is acknowledged before it is durable, exactly as with the synchronous write, but a sync no
+   * longer stalls the process. Only with `synchronous: "full"` storage (else there is no sync
+   * to wait for).
+   */
+  asyncSync?: boolean;
   /** Expire the leader lease and campaign early when the leader's connection drops (default on). */
   fastFailover?: boolean;
   /** How long `readIndex()` and membership calls wait before giving up (default 10 s). */
@@ -155,6 +179,21 @@ export interface RaftDriverOptions {
   logger?: Logger;
   /** Called once if the driver stops on an error it cannot recover from (a failed write). */
   onFatal?: (err: Error) => void;
+  /** Called once when this node learns it was removed from the cluster (see `onRemoved`). */
+  onRemoved?: (info: RemovedInfo) => void;
+}
+
+/** How a node learnt that it was removed from the cluster ({@linkcode RaftDriver.onRemoved}). */
+export interface RemovedInfo {
+  /**
+   * Who said so: this node's own id when it applied its own removal from the log, else the
+   * member that answered it (or dialled it) with "you were removed".
+   */
+  readonly by: NodeId;
+  /** The removal's log index, when this node applied it; 0 otherwise. */
+  readonly index: number;
+  /** A sentence for the operator. */
+  readonly message: string;
 }
 
 /** One member as {@linkcode RaftDriver.status} shows it. */
@@ -257,6 +296,8 @@ interface Envelope {
   readonly seq: number;
   /** Members' addresses at the snapshot's index. */
   readonly addresses: [NodeId, string][];
+  /** Members removed by then, with their last address (absent in older snapshots). */
+  readonly removed?: [NodeId, string][];
   /** The state machine's snapshot. */
   readonly app: Uint8Array;
 }
@@ -320,6 +361,8 @@ export class RaftDriver {
   readonly #timeoutMs: number;
   readonly #stateMachine: StateMachine | undefined;
   #ticker: ReturnType<typeof setInterval> | undefined;
+  /** The Ready being synced (see `asyncSync`), and the loop's continuation after it. */
+  #durable: Promise<void> | undefined;
   #scheduled = false;
   #running = false;
   #stopped = false;
@@ -334,6 +377,10 @@ export class RaftDriver {
   #applied: number;
   #snapshotIndex: number;
   #removed = false;
+  /** Members removed from the cluster and their last address (""), this node too if it was. */
+  #removedPeers = new Map<NodeId, string>();
+  #removedListeners = new Set<(info: RemovedInfo) => void>();
+  #removedInfo: RemovedInfo | undefined;
 
   /** `seq` of the data entry at storage's first index - 1 (everything before is compacted). */
   #seqBase = 0;
@@ -350,6 +397,7 @@ export class RaftDriver {
   #snapStatus: [NodeId, "finish" | "failure"][] = [];
   #changes = new LogChanges();
   #softWaiters = new Set<() => void>();
+  #roleListeners = new Set<(role: Role, leader: NodeId) => void>();
   #failoverTimer: ReturnType<typeof setTimeout> | undefined;
   #ticks = 0;
   #memberAddressCache: [NodeId, string][] | undefined;
@@ -371,6 +419,7 @@ export class RaftDriver {
     const applied = storage.appliedState();
     for (const [id, address] of options.peers ?? []) this.#addresses.set(id, address);
     for (const [id, address] of applied.addresses) this.#addresses.set(id, address);
+    for (const [id, address] of applied.removed ?? []) this.#removedPeers.set(id, address);
     this.#confState = applied.confState;
     this.#applied = applied.index;
     this.#commit = storage.hardState().commit;
@@ -384,6 +433,9 @@ export class RaftDriver {
       seqAtSnapshot = envelope.seq;
       for (const [id, address] of envelope.addresses) {
         if (!this.#addresses.has(id)) this.#addresses.set(id, address);
+      }
+      for (const [id, address] of envelope.removed ?? []) {
+        if (!this.#removedPeers.has(id)) this.#removedPeers.set(id, address);
       }
       this.#stateMachine?.restore(envelope.app);
     }
@@ -451,6 +503,10 @@ export class RaftDriver {
       onPeerStatus: (id, up) => {
         if (driver) driver.#onPeerStatus(id, up);
       },
+      isRemoved: (id) => driver !== undefined && driver.#isRemovedPeer(id),
+      onRemoved: (by) => {
+        if (driver) driver.#toldRemoved(by);
+      },
       // Members only (anyone while this node has no configuration yet: it is joining).
       allowPeer: (id) =>
         driver !== undefined &&
@@ -465,11 +521,21 @@ export class RaftDriver {
       throw err;
     }
     driver.#addresses.set(driver.id, driver.address);
+    if (driver.#removedPeers.has(driver.id)) {
+      driver.#removed = true;
+      driver.#notifyRemoved({
+        by: driver.id,
+        index: 0,
+        message: `raft node ${driver.id} was removed from the cluster (recorded before a restart)`,
+      });
+    }
     driver.#syncPeers();
     driver.#ticker = setInterval(() => driver.#tick(), driver.#tickMs);
     const { voters } = driver.#confState;
     if (voters.length === 1 && voters[0] === driver.id) driver.#node.campaign();
     driver.#run();
+    // Ready to use as with a synchronous disk: a single voter leads when this resolves.
+    while (driver.#durable !== undefined) await driver.#durable;
     return driver;
   }
 
@@ -655,7 +721,35 @@ export class RaftDriver {
     return this.#soft.lead;
   }
 
-  /** Role, term, leader, members with addresses and progress, indexes. */
+  /**
+   * Calls `listener` whenever this node's role or the leader it knows of changes; returns a
+   * function that unsubscribes.
+   */
+  onRoleChange(listener: (role: Role, leader: NodeId) => void): () => void {
+    this.#roleListeners.add(listener);
+    return () => this.#roleListeners.delete(listener);
+  }
+
+  /**
+   * Calls `listener` once this node learns that it was removed from the cluster: by applying
+   * its own removal from the log, or because a member told it so (members answer a removed
+   * member's connections, and dial it, to say it was removed; they remember removed members
+   * across restarts). Called at once (in a microtask) if that is already known. The driver
+   * goes on running: the owner is expected to stop it and say why (`info.message`).
+   * `status().removed` says the same. Returns a function that unsubscribes.
+   */
+  onRemoved(listener: (info: RemovedInfo) => void): () => void {
+    this.#removedListeners.add(listener);
+    const info = this.#removedInfo;
+    if (info !== undefined) {
+      queueMicrotask(() => {
+        if (this.#removedListeners.has(listener)) listener(info);
+      });
+    }
+    return () => this.#removedListeners.delete(listener);
+  }
+
+  /** Status: role, term, leader, commit and applied indexes, members and their progress. */
   status(): DriverStatus {
     const st: Status = this.#node.status();
     const members: MemberStatus[] = [];
@@ -765,31 +859,52 @@ export class RaftDriver {
   #run(): void {
     if (this.#running || this.#stopped) return;
     this.#running = true;
+    let waiting = false;
     try {
       this.#stepReports();
       while (this.#node.hasReady()) {
-        this.#handleReady();
+        const durable = this.#handleReady();
+        if (durable !== undefined) {
+          // The loop goes on once the disk is done; input meanwhile goes into the next Ready.
+          waiting = true;
+          this.#durable = durable.then(() => {
+            this.#durable = undefined;
+            this.#running = false;
+            this.#run();
+          }, (err) => {
+            this.#durable = undefined;
+            this.#running = false;
+            this.#fail(err as Error);
+          });
+          return;
+        }
         this.#stepReports();
       }
     } catch (err) {
       this.#fail(err as Error);
     } finally {
-      this.#running = false;
+      if (!waiting) this.#running = false;
     }
   }
 
-  #handleReady(): void {
+  /**
+   * Takes a Ready and persists it; sends, applies and advances at once when the write was
+   * synchronous, else returns a promise that does so once the write is durable.
+   */
+  #handleReady(): Promise<void> | undefined {
     const node = this.#node;
     const expected = this.#unindexed;
     this.#unindexed = new Map();
     const rd = node.ready();
     // (A leader may send first: see `leaderSendsBeforePersist`.)
-    const early = rd.messages.length > 0 && this.#options.leaderSendsBeforePersist === true &&
+    const early = rd.messages.length > 0 && this.#options.leaderSendsBeforePersist !== false &&
       (rd.softState ?? this.#soft).role === "leader";
     if (early) this.#transport.send(coalesce(rd.messages, this.id));
     // 1. Persist: snapshot, entries and hard state in one transaction.
+    let durable: Promise<void> | undefined;
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
-      this.#storage.saveReady(rd);
+      if (this.#options.asyncSync === false) this.#storage.saveReady(rd);
+      else durable = this.#storage.saveReadyAsync(rd);
     }
     if (rd.hardState) {
       this.#term = rd.hardState.term;
@@ -816,6 +931,18 @@ export class RaftDriver {
     for (const p of expected.values()) {
       p.reject(new CommitUnknownError("this node's log was replaced before the entry was saved"));
     }
+    if (durable === undefined) {
+      this.#finishReady(rd, early);
+      return undefined;
+    }
+    return durable.then(() => {
+      if (!this.#stopped) this.#finishReady(rd, early);
+    });
+  }
+
+  /** Steps 2 to 4 of a Ready, once it is durable. */
+  #finishReady(rd: Ready, early: boolean): void {
+    const node = this.#node;
     // 2. Send.
     if (rd.messages.length > 0 && !early) this.#transport.send(coalesce(rd.messages, this.id));
     if (rd.softState) this.#onSoftState(rd.softState);
@@ -872,6 +999,7 @@ export class RaftDriver {
       index: this.#applied,
       confState: this.#confState,
       addresses: this.#memberAddresses(confChanged),
+      removed: this.#removedList(),
     }, confChanged);
     if (confChanged) this.#syncPeers();
   }
@@ -879,16 +1007,29 @@ export class RaftDriver {
   #applyConfChange(e: Entry): void {
     const cc = decodeConfChange(e.data);
     if (cc.type !== "removeNode") this.#snapshotForNewMember(e.index, cc);
+    const wasMember = this.#isMember(cc.nodeId);
     this.#confState = this.#node.applyConfChange(cc);
     if (cc.type === "removeNode") {
+      if (wasMember) this.#removedPeers.set(cc.nodeId, this.#addresses.get(cc.nodeId) ?? "");
       if (cc.nodeId !== this.id) this.#addresses.delete(cc.nodeId);
-    } else if (cc.context && cc.context.byteLength > 0) {
-      this.#addresses.set(cc.nodeId, fromUtf8.decode(cc.context));
+    } else {
+      if (this.#removedPeers.delete(cc.nodeId)) this.#transport.forgetRemoved(cc.nodeId);
+      if (cc.context && cc.context.byteLength > 0) {
+        this.#addresses.set(cc.nodeId, fromUtf8.decode(cc.context));
+      }
     }
     if (cc.nodeId === this.id) {
-      if (cc.type === "removeNode") {
+      if (cc.type === "removeNode" && !this.#removed) {
         this.#removed = true;
         this.#logger.warn(`raft ${this.id}: removed from the cluster at index ${e.index}`);
+        this.#notifyRemoved({
+          by: this.id,
+          index: e.index,
+          message: `raft node ${this.id} was removed from the cluster (log index ${e.index})`,
+        });
+      } else if (cc.type !== "removeNode") {
+        this.#removed = false;
+        this.#removedInfo = undefined;
       }
       this.#addresses.set(this.id, this.address);
     }
@@ -921,8 +1062,11 @@ export class RaftDriver {
       this.#byIndex.delete(i);
       p.reject(new CommitUnknownError(`a snapshot at ${index} replaced this node's log`));
     }
+    for (const [id, address] of envelope.removed ?? []) {
+      if (!this.#removedPeers.has(id)) this.#removedPeers.set(id, address);
+    }
     this.#storage.setApplied(
-      { index, confState, addresses: this.#memberAddresses(true) },
+      { index, confState, addresses: this.#memberAddresses(true), removed: this.#removedList() },
       true,
     );
     this.#syncPeers();
@@ -950,6 +1094,7 @@ export class RaftDriver {
       v: 1,
       seq: this.lastSeq,
       addresses,
+      removed: this.#removedList(),
       app: this.#stateMachine!.snapshot(),
     };
     this.#storage.createSnapshot(index, confState, new Uint8Array(envelopePackr.pack(envelope)));
@@ -1053,6 +1198,9 @@ export class RaftDriver {
       this.#confPending = undefined;
     }
     for (const wake of [...this.#softWaiters]) wake();
+    if (was.lead !== soft.lead || was.role !== soft.role) {
+      for (const listener of [...this.#roleListeners]) listener(soft.role, soft.lead);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1131,6 +1279,48 @@ export class RaftDriver {
     return this.#confState.voters.includes(id) || this.#confState.learners.includes(id);
   }
 
+  /** Whether `id` was removed from the cluster (and not added back). */
+  #isRemovedPeer(id: NodeId): boolean {
+    return this.#removedPeers.has(id) && !this.#isMember(id);
+  }
+
+  #removedList(): [NodeId, string][] {
+    return [...this.#removedPeers];
+  }
+
+  /** Member `by` says this node was removed: record it (durably) and tell the owner. */
+  #toldRemoved(by: NodeId): void {
+    if (this.#stopped || this.#removed) return;
+    this.#removed = true;
+    this.#logger.warn(`raft ${this.id}: member ${by} says this node was removed from the cluster`);
+    this.#removedPeers.set(this.id, this.address);
+    try {
+      this.#storage.setApplied(
+        { ...this.#storage.appliedState(), removed: this.#removedList() },
+        true,
+      );
+      this.#storage.flush();
+    } catch (err) {
+      this.#fail(err as Error);
+      return;
+    }
+    this.#notifyRemoved({
+      by,
+      index: 0,
+      message: `raft node ${this.id} was removed from the cluster (member ${by} says so)`,
+    });
+  }
+
+  #notifyRemoved(info: RemovedInfo): void {
+    this.#removedInfo = info;
+    const listeners = [...this.#removedListeners];
+    const option = this.#options.onRemoved;
+    queueMicrotask(() => {
+      option?.(info);
+      for (const listener of listeners) listener(info);
+    });
+  }
+
   /**
    * Tells the transport whom to talk to: the members of the configuration (with the addresses
    * we know), or, while this node has no configuration yet (it is joining), every address it
@@ -1146,6 +1336,12 @@ export class RaftDriver {
     }
     for (const id of wanted) {
       if (id !== this.id) this.#transport.setPeer(id, this.#addresses.get(id));
+    }
+    // Removed members are told so, once (see Transport.tellRemoved).
+    if (!this.#removed) {
+      for (const [id, address] of this.#removedPeers) {
+        if (address !== "" && !keep.has(id)) this.#transport.tellRemoved(id, address);
+      }
     }
   }
 
@@ -1340,7 +1536,8 @@ function decodeEnvelope(data: Uint8Array): Envelope {
   const e = envelopeUnpackr.unpack(data) as Partial<Envelope>;
   if (
     typeof e !== "object" || e === null || e.v !== 1 || typeof e.seq !== "number" ||
-    !Array.isArray(e.addresses) || !(e.app instanceof Uint8Array)
+    !Array.isArray(e.addresses) || !(e.app instanceof Uint8Array) ||
+    (e.removed !== undefined && !Array.isArray(e.removed))
   ) {
     throw new SyntaxError("A raft snapshot's data is not a driver envelope");
   }

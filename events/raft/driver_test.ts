@@ -6,6 +6,7 @@ import {
   NotLeaderError,
   RaftDriver,
   type RaftDriverOptions,
+  type RemovedInfo,
   type StateMachine,
 } from "./driver.ts";
 import { CompactedError } from "./errors.ts";
@@ -235,6 +236,7 @@ Deno.test("driver: membership: add a learner, promote it, transfer to it, remove
     await leader.driver.transferLeadership(4);
     await until("4 leads", () => fourth!.driver.isLeader);
     assert.equal(leader.driver.isLeader, false);
+    const told = new Promise<RemovedInfo>((resolve) => members[1].driver.onRemoved(resolve));
     await fourth.driver.remove(2);
     const index = await fourth.driver.propose(utf8.encode("after removal"));
     await until(
@@ -242,8 +244,13 @@ Deno.test("driver: membership: add a learner, promote it, transfer to it, remove
       () => [members[0], members[2], fourth!].every((m) => m.driver.applied >= index),
     );
     assert.deepEqual(fourth.driver.status().members.map((m) => m.id), [1, 3, 4]);
-    // Like etcd's core, nobody tells 2 that it was removed; it is cut off instead.
+    // The members cut 2 off, and tell it that it was removed (it does not get the entry).
     await until("2 cut off", () => !fourth!.driver.status().members.some((m) => m.id === 2));
+    const info = await told;
+    // Told by a member, or 2 applied its own removal (then it names the index).
+    assert.ok(info.by === 2 ? info.index > 0 : [1, 3, 4].includes(info.by), `by ${info.by}`);
+    assert.match(info.message, /raft node 2 was removed from the cluster/);
+    assert.equal(members[1].driver.status().removed, true);
     await until(
       "no connection to 2",
       () =>
@@ -354,6 +361,56 @@ Deno.test("driver: stop rejects what is pending and ends iterations", async () =
   await leader.driver.stop();
   await pending;
   await read;
+});
+
+Deno.test("driver: a removed member that dials the others is told, and remembers it", async () => {
+  const members = await cluster(3);
+  try {
+    // Node 1 (the lowest id: it dials the others) hands over leadership and is removed.
+    await members[0].driver.transferLeadership(2);
+    await until("2 leads", () => members[1].driver.isLeader);
+    const seen: RemovedInfo[] = [];
+    members[0].driver.onRemoved((info) => seen.push(info));
+    await members[1].driver.remove(1);
+    await until("1 knows it was removed", () => seen.length === 1, 15_000);
+    assert.equal(members[0].driver.status().removed, true);
+    assert.equal(seen[0].by === 1 ? seen[0].index > 0 : [2, 3].includes(seen[0].by), true);
+    // Told once, however often it hears it.
+    await sleep(300);
+    assert.equal(seen.length, 1);
+    // A restart remembers it (the node stops and says why instead of trying to rejoin).
+    await members[0].driver.stop();
+    const again = await startMember(1, members[0].path, [1, 2, 3], { port: members[0].port });
+    members[0] = again;
+    assert.equal(again.driver.status().removed, true);
+    const info = await new Promise<RemovedInfo>((resolve) => again.driver.onRemoved(resolve));
+    assert.match(info.message, /raft node 1 was removed/);
+    // The others still work, and remember whom they removed.
+    await members[1].driver.propose(utf8.encode("still here"));
+    assert.deepEqual(members[2].driver.status().members.map((m) => m.id), [2, 3]);
+  } finally {
+    await stopAll(members);
+  }
+});
+
+Deno.test("driver: a member removed while it was down is told once it is back", async () => {
+  const members = await cluster(3);
+  try {
+    const third = members[2];
+    await third.driver.stop();
+    await members[0].driver.remove(3);
+    await sleep(200); // the members try to tell it, and fail: it is down
+    const back = await startMember(3, third.path, [1, 2, 3], { port: third.port });
+    members[2] = back;
+    const info = await new Promise<RemovedInfo>((resolve) => back.driver.onRemoved(resolve));
+    assert.ok([1, 2].includes(info.by));
+    assert.equal(back.driver.status().removed, true);
+    // Nodes that were never removed are not told anything.
+    assert.equal(members[0].driver.status().removed, false);
+    assert.equal(members[1].driver.status().removed, false);
+  } finally {
+    await stopAll(members);
+  }
 });
 
 Deno.test("coalesce merges consecutive appends to a follower, and nothing else", () => {

@@ -32,11 +32,19 @@
  * - **Caches**: the terms of the log as runs (terms only grow along the log, so a handful of
  *   runs covers millions of entries) and the most recent entries (up to `cacheBytes`), so the
  *   replication and apply paths, which read what was just written, do not touch SQLite.
+ * - **Encryption at rest** (optional `cipher`, `events/at_rest_cipher.ts`): entries' data and
+ *   the snapshot's data are stored sealed, bound to their place (an entry's index, term and
+ *   type; the snapshot's index and term). Empty entries stay empty (they carry nothing, and a
+ *   restart tells data entries by their length). The CRC32C is over what is stored, so damage is
+ *   still reported as a checksum mismatch; a record that does not decrypt (another key) is a
+ *   {@linkcode CorruptRecordError} saying so. Hard and applied state and snapshot metadata
+ *   (terms, votes, members' addresses) are not encrypted.
  *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { CorruptRecordError, openRecord, sealRecord } from "../codec.ts";
+import { DecryptError, placeAad, type RecordCipher } from "../at_rest_cipher.ts";
 import { crc32c } from "../crc32c.ts";
 import { CompactedError, SnapOutOfDateError, UnavailableError } from "./errors.ts";
 import type { InitialState, Storage } from "./storage.ts";
@@ -68,6 +76,8 @@ export interface SqliteStorageOptions {
   confState?: ConfState;
   /** Bytes of recent entry payloads kept in memory (default 64 MiB). */
   cacheBytes?: number;
+  /** Encrypts entries' data and snapshots on disk (see the module documentation). */
+  cipher?: RecordCipher;
 }
 
 /**
@@ -81,6 +91,11 @@ export interface AppliedState {
   readonly confState: ConfState;
   /** Raft address of each member, as `[id, "host:port"]`. */
   readonly addresses: readonly (readonly [NodeId, string])[];
+  /**
+   * Members removed from the cluster, with their last address ("" if unknown), so that they
+   * can be told (this node's own id when it was removed). Absent in states written before.
+   */
+  readonly removed?: readonly (readonly [NodeId, string])[];
 }
 
 /** What a Ready asks to persist (a `Ready` fits). */
@@ -155,7 +170,16 @@ export class SqliteStorage implements Storage {
   #tailStart: number;
   #tailBytes = 0;
   #cacheBytes: number;
+  #cipher: RecordCipher | undefined;
   #closed = false;
+  /** Set while `saveReadyAsync` commits: SQLite's sync is NORMAL and the WAL is synced after. */
+  #deferSync = false;
+  /** The WAL file, opened for `fdatasync` by `saveReadyAsync`. */
+  #wal: Deno.FsFile | undefined;
+  /** A file on disk, not an in-memory database. */
+  get #onDisk(): boolean {
+    return this.path !== "" && this.path !== ":memory:" && !this.path.startsWith("file::memory:");
+  }
 
   /** Opens (or creates) the storage at `options.path`. */
   constructor(options: SqliteStorageOptions) {
@@ -165,6 +189,7 @@ export class SqliteStorage implements Storage {
       throw new RangeError(`synchronous must be full, normal or off; got ${this.synchronous}`);
     }
     this.#cacheBytes = options.cacheBytes ?? 64 * 1024 * 1024;
+    this.#cipher = options.cipher;
     this.#db = new DatabaseSync(options.path);
     this.#sync = this.synchronous;
     this.#db.exec(`
@@ -221,6 +246,7 @@ export class SqliteStorage implements Storage {
           index: meta.index,
           confState: meta.confState,
           addresses: applied?.addresses ?? [],
+          removed: applied?.removed,
         };
       } else {
         // A brand-new node: bootstrap the configuration (a node of an existing cluster that
@@ -276,7 +302,7 @@ export class SqliteStorage implements Storage {
       if (rows.length === 0) throw new CorruptRecordError(next, "the entry is missing");
       for (const row of rows) {
         if (row.idx !== next) throw new CorruptRecordError(next, "the entry is missing");
-        const e = checkRow(row);
+        const e = checkRow(row, this.#cipher);
         size += e.data.byteLength;
         if (out.length > 0 && size > maxSize) return out;
         out.push(e);
@@ -355,7 +381,7 @@ export class SqliteStorage implements Storage {
     const metadata = parseRecord(row.meta, this.#snapshotIndex, "snapshot metadata") as Snapshot[
       "metadata"
     ];
-    const data = openWith(row.data, metadata.index, "snapshot data").slice();
+    const data = openSnapshotData(row.data, metadata, this.#cipher);
     this.#snapshot = { metadata, data };
     return this.#snapshot;
   }
@@ -410,6 +436,7 @@ export class SqliteStorage implements Storage {
         index: snapshot.metadata.index,
         confState: snapshot.metadata.confState,
         addresses: this.#applied.addresses,
+        removed: this.#applied.removed,
       };
     }
     this.#setSync(sync);
@@ -421,7 +448,7 @@ export class SqliteStorage implements Storage {
         db.exec("DELETE FROM raft_entries");
         db.prepare("INSERT OR REPLACE INTO raft_snapshot (id, meta, data) VALUES (1, ?, ?)").run(
           sealJson(snapshot.metadata),
-          sealRecord(snapshot.data),
+          sealSnapshotData(snapshot.data, snapshot.metadata, this.#cipher),
         );
         this.#putState.run("compacted", sealJson({ index, term }));
       }
@@ -455,6 +482,31 @@ export class SqliteStorage implements Storage {
     }
     if (hardState) this.#hardState = hardState;
     if (entries.length > 0) this.#appendToCaches(entries, truncateFrom);
+  }
+
+  /**
+   * {@linkcode saveReady} with the sync off the caller's event loop, when the storage syncs
+   * every commit (`synchronous: "full"`): the transaction commits with SQLite's NORMAL sync
+   * (in WAL mode: the WAL is not synced at commit; checkpoints still sync as with FULL), then
+   * the WAL file is synced with an asynchronous `fdatasync`, on Deno's thread pool. Resolves
+   * once the Ready is exactly as durable as `saveReady` makes it (FULL is NORMAL plus that
+   * sync of the WAL after each commit); until then the caller must not act on it: no sends,
+   * no applying, no `advance()`. Reads see it at once, as after `saveReady`. Returns
+   * `undefined` when there is nothing to wait for (no sync needed or configured).
+   */
+  saveReadyAsync(rd: ReadyToSave): Promise<void> | undefined {
+    if (rd.mustSync === false || this.synchronous !== "full" || !this.#onDisk) {
+      this.saveReady(rd);
+      return undefined;
+    }
+    this.#deferSync = true;
+    try {
+      this.saveReady(rd);
+    } finally {
+      this.#deferSync = false;
+    }
+    this.#wal ??= Deno.openSync(`${this.path}-wal`, { read: true });
+    return this.#wal.syncData();
   }
 
   /**
@@ -503,7 +555,7 @@ export class SqliteStorage implements Storage {
     try {
       db.prepare("INSERT OR REPLACE INTO raft_snapshot (id, meta, data) VALUES (1, ?, ?)").run(
         sealJson(snapshot.metadata),
-        sealRecord(data),
+        sealSnapshotData(data, snapshot.metadata, this.#cipher),
       );
       // The applied state goes with it, so a restart never finds a snapshot newer than it.
       if (this.#appliedDirty) this.#writeApplied();
@@ -565,6 +617,11 @@ export class SqliteStorage implements Storage {
     } finally {
       this.#closed = true;
       this.#db.close();
+      try {
+        this.#wal?.close();
+      } catch {
+        // Already closed.
+      }
     }
   }
 
@@ -576,7 +633,7 @@ export class SqliteStorage implements Storage {
 
   /** Switches SQLite's sync for the next commit: the configured mode, or off for this one. */
   #setSync(sync: boolean): void {
-    const want: SyncMode = sync ? this.synchronous : "off";
+    const want: SyncMode = !sync ? "off" : this.#deferSync ? "normal" : this.synchronous;
     if (want === this.#sync) return;
     this.#db.exec(`PRAGMA synchronous = ${want.toUpperCase()}`);
     this.#sync = want;
@@ -606,11 +663,12 @@ export class SqliteStorage implements Storage {
         for (let k = 0; k < INSERT_BATCH; k++) {
           const e = entries[i + k];
           const type = TYPE_CODES[e.type];
+          const data = sealEntryData(e.index, e.term, type, e.data, this.#cipher);
           args[5 * k] = e.index;
           args[5 * k + 1] = e.term;
           args[5 * k + 2] = type;
-          args[5 * k + 3] = e.data;
-          args[5 * k + 4] = checksum(e.index, e.term, type, e.data);
+          args[5 * k + 3] = data;
+          args[5 * k + 4] = checksum(e.index, e.term, type, data);
         }
         this.#insertMany.run(...args);
       }
@@ -618,7 +676,8 @@ export class SqliteStorage implements Storage {
     for (; i < entries.length; i++) {
       const e = entries[i];
       const type = TYPE_CODES[e.type];
-      this.#insert.run(e.index, e.term, type, e.data, checksum(e.index, e.term, type, e.data));
+      const data = sealEntryData(e.index, e.term, type, e.data, this.#cipher);
+      this.#insert.run(e.index, e.term, type, data, checksum(e.index, e.term, type, data));
     }
   }
 
@@ -663,7 +722,7 @@ export class SqliteStorage implements Storage {
     this.#last = hi;
     // The last entry decides votes (its term): check its row now.
     const lastRow = this.#page.get(hi, hi + 1, 1) as unknown as EntryRow;
-    checkRow(lastRow);
+    checkRow(lastRow, this.#cipher);
   }
 
   #appendToCaches(entries: readonly Entry[], truncateFrom: number | undefined): void {
@@ -718,7 +777,7 @@ function checksum(index: number, term: number, type: number, data: Uint8Array): 
   return crc32c(data, crc32c(header));
 }
 
-function checkRow(row: EntryRow): Entry {
+function checkRow(row: EntryRow, cipher: RecordCipher | undefined): Entry {
   const type = TYPES[row.type];
   const computed = checksum(row.idx, row.term, row.type, row.data);
   if (type === undefined || computed !== row.crc) {
@@ -730,7 +789,64 @@ function checkRow(row: EntryRow): Entry {
           `computed 0x${computed.toString(16).padStart(8, "0")})`,
     );
   }
-  return { index: row.idx, term: row.term, type, data: row.data };
+  const data = cipher === undefined || row.data.byteLength === 0
+    ? row.data
+    : openSealed(cipher, row.data, entryAad(row.idx, row.term, row.type), row.idx, "entry data");
+  return { index: row.idx, term: row.term, type, data };
+}
+
+function entryAad(index: number, term: number, type: number): Uint8Array {
+  return placeAad("raft entry", index, term, type);
+}
+
+/** What is stored for an entry's data: sealed under `cipher`, except empty data. */
+function sealEntryData(
+  index: number,
+  term: number,
+  type: number,
+  data: Uint8Array,
+  cipher: RecordCipher | undefined,
+): Uint8Array {
+  if (cipher === undefined || data.byteLength === 0) return data;
+  return cipher.seal(data, entryAad(index, term, type));
+}
+
+function snapshotAad(meta: Snapshot["metadata"]): Uint8Array {
+  return placeAad("raft snapshot", meta.index, meta.term);
+}
+
+function sealSnapshotData(
+  data: Uint8Array,
+  meta: Snapshot["metadata"],
+  cipher: RecordCipher | undefined,
+): Uint8Array {
+  return sealRecord(cipher === undefined ? data : cipher.seal(data, snapshotAad(meta)));
+}
+
+function openSnapshotData(
+  record: Uint8Array,
+  meta: Snapshot["metadata"],
+  cipher: RecordCipher | undefined,
+): Uint8Array {
+  const stored = openWith(record, meta.index, "snapshot data");
+  if (cipher === undefined) return stored.slice();
+  return openSealed(cipher, stored, snapshotAad(meta), meta.index, "snapshot data");
+}
+
+/** Opens a sealed record, naming `what` and `index` when it does not decrypt. */
+function openSealed(
+  cipher: RecordCipher,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+  index: number,
+  what: string,
+): Uint8Array {
+  try {
+    return cipher.open(sealed, aad);
+  } catch (err) {
+    if (err instanceof DecryptError) throw new CorruptRecordError(index, `${what}: ${err.message}`);
+    throw err;
+  }
 }
 
 function sealJson(value: unknown): Uint8Array {
@@ -756,4 +872,72 @@ function parseRecord(record: Uint8Array, index: number, what: string): unknown {
   } catch {
     throw new CorruptRecordError(index, `${what}: not valid JSON`);
   }
+}
+
+/** Options of {@linkcode copyStorage}. */
+export interface CopyStorageOptions {
+  /** The cipher the source was written with (none: plaintext). */
+  readonly from?: RecordCipher;
+  /** The cipher to write the copy with (none: plaintext, as `shoal log decrypt` wants). */
+  readonly to?: RecordCipher;
+}
+
+/**
+ * Copies the storage file `source` (not in use) to a new file `target`, opening every entry's
+ * data and the snapshot with `options.from` and sealing them again with `options.to`: a
+ * decrypted copy for offline study, or an encrypted copy of a plaintext one. Every record is
+ * checked on the way (a bad one throws {@linkcode CorruptRecordError}); the copy is vacuumed so
+ * that no page of it keeps what was replaced. Returns how many entries were copied.
+ */
+export function copyStorage(
+  source: string,
+  target: string,
+  options: CopyStorageOptions = {},
+): { entries: number } {
+  const src = new DatabaseSync(source, { readOnly: true });
+  try {
+    src.prepare("VACUUM INTO ?").run(target);
+  } finally {
+    src.close();
+  }
+  const db = new DatabaseSync(target);
+  let entries = 0;
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    const update = db.prepare("UPDATE raft_entries SET data = ?, crc = ? WHERE idx = ?");
+    const page = db.prepare(
+      "SELECT idx, term, type, data, crc FROM raft_entries WHERE idx > ? ORDER BY idx LIMIT ?",
+    );
+    let after = -1;
+    for (;;) {
+      const rows = page.all(after, PAGE) as unknown as EntryRow[];
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const e = checkRow(row, options.from);
+        const data = sealEntryData(e.index, e.term, row.type, e.data, options.to);
+        update.run(data, checksum(e.index, e.term, row.type, data), e.index);
+        entries++;
+      }
+      after = rows[rows.length - 1].idx;
+    }
+    const snap = db.prepare("SELECT meta, data FROM raft_snapshot WHERE id = 1").get() as
+      | { meta: Uint8Array; data: Uint8Array }
+      | undefined;
+    if (snap !== undefined) {
+      const meta = parseRecord(snap.meta, 0, "snapshot metadata") as Snapshot["metadata"];
+      const data = openSnapshotData(snap.data, meta, options.from);
+      db.prepare("UPDATE raft_snapshot SET data = ? WHERE id = 1").run(
+        sealSnapshotData(data, meta, options.to),
+      );
+    }
+    db.exec("COMMIT");
+    db.exec("VACUUM");
+  } catch (err) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    db.close();
+    Deno.removeSync(target);
+    throw err;
+  }
+  db.close();
+  return { entries };
 }

@@ -9,6 +9,7 @@ import { CorruptRecordError } from "../codec.ts";
 import { CompactedError, SnapOutOfDateError, UnavailableError } from "./errors.ts";
 import { type AppliedState, SqliteStorage, type SqliteStorageOptions } from "./sqlite_storage.ts";
 import { MemoryStorage, type Storage } from "./storage.ts";
+import { AtRestCipher } from "../at_rest_cipher.ts";
 import type { ConfState, Entry, HardState, Snapshot } from "./types.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "shoal-raft-storage-" });
@@ -69,6 +70,11 @@ const subjects: [string, (cs?: ConfState) => Subject][] = [
   ["SqliteStorage", sqliteSubject],
   // A one-byte cache: every read goes to the file.
   ["SqliteStorage (no cache)", (cs) => sqliteSubject(cs, { cacheBytes: 1 })],
+  // Encrypted at rest, every read from the file: decryption is on every path.
+  [
+    "SqliteStorage (encrypted, no cache)",
+    (cs) => sqliteSubject(cs, { cacheBytes: 1, cipher: new AtRestCipher(new Uint8Array(32)) }),
+  ],
 ];
 
 /** Storage holding 3/3, 4/4, 5/5 after a snapshot at 3 (etcd's storage tests use this). */
@@ -397,6 +403,58 @@ Deno.test("SqliteStorage: WAL mode, synchronous FULL by default and configurable
     () => new SqliteStorage({ path: freshPath(), synchronous: "sometimes" as "full" }),
     RangeError,
   );
+});
+
+Deno.test("SqliteStorage: saveReadyAsync commits at once and syncs the WAL off the loop", async () => {
+  const syncs: string[] = [];
+  const original = Deno.FsFile.prototype.syncData;
+  Deno.FsFile.prototype.syncData = function (this: Deno.FsFile) {
+    syncs.push("sync");
+    return original.call(this);
+  };
+  let s = new SqliteStorage({ path: freshPath(), confState: { voters: [1], learners: [] } });
+  try {
+    const durable = s.saveReadyAsync({
+      hardState: { term: 1, vote: 1, commit: 0 },
+      entries: [ent(1, 1, 5), ent(1, 2, 5)],
+    });
+    assert.ok(durable instanceof Promise);
+    // Readable at once (the core may read it), durable once the promise resolves.
+    assert.equal(s.lastIndex(), 2);
+    assert.deepEqual(syncs, ["sync"]);
+    await durable;
+    // Nothing to sync: no promise, and no fdatasync.
+    assert.equal(
+      s.saveReadyAsync({
+        hardState: { term: 1, vote: 1, commit: 2 },
+        entries: [],
+        mustSync: false,
+      }),
+      undefined,
+    );
+    assert.deepEqual(syncs, ["sync"]);
+    s.setApplied(
+      { index: 2, confState: { voters: [1], learners: [] }, addresses: [], removed: [[4, "h:4"]] },
+      true,
+    );
+    await s.saveReadyAsync({ entries: [ent(1, 3, 5)] });
+    assert.deepEqual(syncs, ["sync", "sync"]);
+    s = reopen(s);
+    assert.equal(s.lastIndex(), 3);
+    assert.deepEqual(s.hardState(), { term: 1, vote: 1, commit: 2 });
+    assert.deepEqual(s.appliedState().removed, [[4, "h:4"]]);
+  } finally {
+    Deno.FsFile.prototype.syncData = original;
+    s.close();
+  }
+  // With synchronous NORMAL there is no per-commit sync to wait for.
+  const normal = new SqliteStorage({ path: freshPath(), synchronous: "normal" });
+  try {
+    assert.equal(normal.saveReadyAsync({ entries: [ent(1, 1)] }), undefined);
+    assert.equal(normal.lastIndex(), 1);
+  } finally {
+    normal.close();
+  }
 });
 
 Deno.test("SqliteStorage: terms as runs across many terms, truncations and compactions", () => {

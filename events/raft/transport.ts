@@ -99,6 +99,13 @@ export interface TransportHandlers {
   onPeerStatus?(id: NodeId, connected: boolean): void;
   /** Whether to accept a connection from `id` (default: anyone of the cluster). */
   allowPeer?(id: NodeId): boolean;
+  /**
+   * Whether `id` was removed from the cluster: a connection from it that `allowPeer` refuses
+   * is answered with a hello saying so (see {@linkcode Transport.tellRemoved}).
+   */
+  isRemoved?(id: NodeId): boolean;
+  /** Member `by` says that this node was removed from the cluster. */
+  onRemoved?(by: NodeId): void;
 }
 
 /** Version of the frame format, in the hello. */
@@ -114,6 +121,20 @@ interface Hello {
   readonly cluster: string;
   readonly from: NodeId;
   readonly to: NodeId;
+  /** Set by a member to tell `to` that it was removed from the cluster; then it hangs up. */
+  readonly removed?: boolean;
+}
+
+/** Delay before telling a removed member again after a failed attempt: 1 s doubling to this. */
+const TELL_REMOVED_MAX_BACKOFF_MS = 30_000;
+
+/** A removed member still to be told that it was removed. */
+interface Tombstone {
+  readonly id: NodeId;
+  readonly address: string;
+  backoffMs: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  socket: net.Socket | undefined;
 }
 
 /** One peer: where to reach it, its connection, what waits to be written. */
@@ -142,6 +163,11 @@ export class Transport {
   readonly #logger: Logger;
   readonly #peers = new Map<NodeId, Peer>();
   readonly #pending = new Set<Connection>();
+  readonly #tombstones = new Map<NodeId, Tombstone>();
+  /** Removed members told so already (or being told). */
+  readonly #told = new Set<NodeId>();
+  /** A member told this node it was removed: it dials no one any more. */
+  #removedSelf = false;
   #server: net.Server | undefined;
   #address = "";
   #closed = false;
@@ -232,6 +258,31 @@ export class Transport {
     this.#dropQueue(peer);
   }
 
+  /**
+   * Tells `id`, removed from the cluster, that it was: dials `address` (whichever id is lower)
+   * and sends a hello with `removed` set, then hangs up; retries with backoff (1 s to 30 s)
+   * until the hello is written. Once per id and process (a removed member that dials this
+   * node is also told, at the handshake, through `isRemoved`). Call after
+   * {@linkcode removePeer}.
+   */
+  tellRemoved(id: NodeId, address: string): void {
+    if (this.#closed || id === this.id || this.#told.has(id) || this.#peers.has(id)) return;
+    this.#told.add(id);
+    const t: Tombstone = { id, address, backoffMs: 1_000, timer: undefined, socket: undefined };
+    this.#tombstones.set(id, t);
+    this.#tell(t);
+  }
+
+  /** Stops telling `id` that it was removed (it was added again). */
+  forgetRemoved(id: NodeId): void {
+    this.#told.delete(id);
+    const t = this.#tombstones.get(id);
+    if (t === undefined) return;
+    this.#tombstones.delete(id);
+    clearTimeout(t.timer);
+    t.socket?.destroy();
+  }
+
   /** The peers' addresses, as known to the transport. */
   peers(): Map<NodeId, string | undefined> {
     return new Map([...this.#peers].map(([id, p]) => [id, p.address]));
@@ -284,6 +335,11 @@ export class Transport {
       peer.queueBytes = 0;
     }
     for (const c of this.#pending) c.close("the transport closed");
+    for (const t of this.#tombstones.values()) {
+      clearTimeout(t.timer);
+      t.socket?.destroy();
+    }
+    this.#tombstones.clear();
     const server = this.#server;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -329,11 +385,26 @@ export class Transport {
 
   #dial(peer: Peer): void {
     if (this.#closed || peer.removed || peer.conn || peer.dialing || peer.reconnectTimer) return;
+    if (this.#removedSelf) return;
     const address = peer.address;
     if (address === undefined) return;
+    const socket = this.#connect(address);
+    const t = this.#options.tls;
+    const conn = new Connection(this, socket, peer.id, true);
+    peer.dialing = conn;
+    const ready = t ? "secureConnect" : "connect";
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => conn.close("connect timed out"));
+    socket.once(ready, () => {
+      socket.setTimeout(0);
+      if (t && !this.#verifyTls(socket as tls.TLSSocket, peer.id, conn)) return;
+      conn.sendHello(this.#hello(peer.id));
+    });
+  }
+
+  #connect(address: string): net.Socket {
     const { host, port } = parseAddress(address);
     const t = this.#options.tls;
-    const socket: net.Socket = t
+    return t
       ? tls.connect({
         host,
         port,
@@ -344,14 +415,45 @@ export class Transport {
         rejectUnauthorized: true,
       })
       : net.connect({ host, port });
-    const conn = new Connection(this, socket, peer.id, true);
-    peer.dialing = conn;
-    const ready = t ? "secureConnect" : "connect";
-    socket.setTimeout(CONNECT_TIMEOUT_MS, () => conn.close("connect timed out"));
-    socket.once(ready, () => {
-      socket.setTimeout(0);
-      if (t && !this.#verifyTls(socket as tls.TLSSocket, peer.id, conn)) return;
-      conn.sendHello(this.#hello(peer.id));
+  }
+
+  /** One attempt to tell a removed member that it was (see {@linkcode tellRemoved}). */
+  #tell(t: Tombstone): void {
+    if (this.#closed || this.#tombstones.get(t.id) !== t) return;
+    const socket = this.#connect(t.address);
+    t.socket = socket;
+    let written = false;
+    socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy());
+    socket.on("error", () => {});
+    socket.once(this.#options.tls ? "secureConnect" : "connect", () => {
+      socket.setTimeout(CONNECT_TIMEOUT_MS, () => socket.destroy());
+      const verify = this.#options.tls?.verifyPeer;
+      if (
+        verify &&
+        verify({ id: t.id, certificate: (socket as tls.TLSSocket).getPeerCertificate() }) !== true
+      ) {
+        socket.destroy();
+        return;
+      }
+      socket.write(encodeFrame({ ...this.#hello(t.id), removed: true }), (err) => {
+        if (err) return;
+        written = true;
+        socket.end();
+      });
+    });
+    socket.once("close", () => {
+      if (t.socket === socket) t.socket = undefined;
+      if (this.#closed || this.#tombstones.get(t.id) !== t) return;
+      if (written) {
+        this.#tombstones.delete(t.id);
+        this.#logger.info(`raft ${this.id}: told removed member ${t.id} that it was removed`);
+        return;
+      }
+      t.timer = setTimeout(() => {
+        t.timer = undefined;
+        this.#tell(t);
+      }, t.backoffMs * (0.5 + Math.random() / 2));
+      t.backoffMs = Math.min(t.backoffMs * 2, TELL_REMOVED_MAX_BACKOFF_MS);
     });
   }
 
@@ -387,6 +489,8 @@ export class Transport {
       ? `it expected raft node ${hello.to}, this is ${this.id}`
       : !isId(hello.from) || hello.from === this.id
       ? `bad raft id ${hello.from}`
+      : hello.removed === true
+      ? `raft node ${hello.from} says this node was removed from the cluster`
       : conn.dialer && hello.from !== conn.peerId
       ? `it is raft node ${hello.from}, expected ${conn.peerId}`
       : !conn.dialer && hello.from > this.id
@@ -396,7 +500,21 @@ export class Transport {
       : undefined;
     if (why !== undefined) {
       this.#logger.warn(`raft ${this.id}: refused a connection: ${why}`);
-      conn.close(why);
+      if (hello.removed === true && why.endsWith("was removed from the cluster")) {
+        conn.close(why);
+        this.#removedSelf = true;
+        this.#handlers.onRemoved?.(hello.from);
+      } else if (
+        !conn.dialer && why.endsWith("is not a member") && this.#handlers.isRemoved?.(hello.from)
+      ) {
+        // Tell it why before hanging up, so that it stops and says so.
+        conn.write(
+          encodeFrame({ ...this.#hello(hello.from), removed: true }),
+          () => conn.close(why),
+        );
+      } else {
+        conn.close(why);
+      }
       return false;
     }
     if (!conn.dialer) {

@@ -275,6 +275,58 @@ Deno.test("transport: the handshake refuses another cluster and the wrong member
   }
 });
 
+Deno.test("transport: a removed member is told so, whichever end dials", async () => {
+  // 1 was removed by 2 and 3: it dials them (lower id) and each answers "you were removed".
+  const removedBy: NodeId[] = [];
+  const r1 = Object.assign(new Recorder(), {
+    onRemoved: (by: NodeId) => void removedBy.push(by),
+  });
+  const member = (id: NodeId) =>
+    new Transport(
+      { id, clusterId: "c1" },
+      Object.assign(new Recorder(), {
+        allowPeer: (peer: NodeId) => peer !== 1,
+        isRemoved: (peer: NodeId) => peer === 1,
+      }),
+    );
+  const one = new Transport({ id: 1, clusterId: "c1" }, r1);
+  const two = member(2);
+  const four = new Transport({ id: 4, clusterId: "c1" }, new Recorder());
+  try {
+    await Promise.all([one.listen(), two.listen(), four.listen()]);
+    one.setPeer(2, two.address);
+    await r1.until("1 told by 2", () => removedBy.includes(2));
+    assert.equal(one.isConnected(2), false);
+    // Once told, it dials no one any more.
+    const told = removedBy.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(removedBy.length, told);
+    // 4 was removed too; 2 (whichever id is lower) dials it to say so, once.
+    const removed4: NodeId[] = [];
+    const r4 = Object.assign(new Recorder(), {
+      onRemoved: (by: NodeId) => void removed4.push(by),
+    });
+    await four.close();
+    const again = new Transport({
+      id: 4,
+      clusterId: "c1",
+      port: Number(parseAddress(four.address).port),
+    }, r4);
+    await again.listen();
+    try {
+      two.tellRemoved(4, again.address);
+      two.tellRemoved(4, again.address);
+      await r4.until("4 told by 2", () => removed4.length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(removed4, [2]);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await Promise.all([one.close(), two.close(), four.close()]);
+  }
+});
+
 Deno.test("transport: bounded queues drop past the limit and report the peer unreachable", async () => {
   // A fake peer that handshakes, then never reads: the socket backs up, then the queue.
   const sockets: net.Socket[] = [];

@@ -30,7 +30,10 @@ interface Args {
   sync: SyncMode;
   cluster: string;
   verbose: boolean;
-  leaderSendsBeforePersist: boolean;
+  /** Unset: the driver's default. */
+  leaderSendsBeforePersist: boolean | undefined;
+  /** The driver's `asyncSync` (`--sync-on-loop` turns it off). */
+  asyncSync: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -54,7 +57,12 @@ function parseArgs(argv: string[]): Args {
     sync: get("sync", "full") as SyncMode,
     cluster: get("cluster", "raft-test"),
     verbose: argv.includes("--verbose"),
-    leaderSendsBeforePersist: argv.includes("--leader-sends-before-persist"),
+    leaderSendsBeforePersist: argv.includes("--leader-sends-before-persist")
+      ? true
+      : argv.includes("--no-leader-sends-before-persist")
+      ? false
+      : undefined,
+    asyncSync: !argv.includes("--sync-on-loop"),
   };
 }
 
@@ -81,6 +89,7 @@ async function main(): Promise<void> {
     peers: args.peers,
     tickMs: args.tickMs,
     leaderSendsBeforePersist: args.leaderSendsBeforePersist,
+    asyncSync: args.asyncSync,
     logger: {
       debug: args.verbose ? log("debug") : () => {},
       info: args.verbose ? log("info") : () => {},

@@ -40,8 +40,10 @@ export interface RaftProcessesOptions {
   sync?: "full" | "normal" | "off";
   /** Pass --verbose to the nodes (their logs go to stderr). */
   verbose?: boolean;
-  /** The driver's `leaderSendsBeforePersist` (default false). */
+  /** The driver's `leaderSendsBeforePersist` (default: the driver's, on). */
   leaderSendsBeforePersist?: boolean;
+  /** The driver's `asyncSync` (default: the driver's, on). */
+  asyncSync?: boolean;
 }
 
 /** Free TCP ports on loopback (bound then released: good enough on a test machine). */
@@ -138,7 +140,12 @@ export class RaftProcesses {
       "--sync",
       this.#options.sync ?? "full",
       ...(this.#options.verbose ? ["--verbose"] : []),
-      ...(this.#options.leaderSendsBeforePersist ? ["--leader-sends-before-persist"] : []),
+      ...(this.#options.leaderSendsBeforePersist === undefined
+        ? []
+        : this.#options.leaderSendsBeforePersist
+        ? ["--leader-sends-before-persist"]
+        : ["--no-leader-sends-before-persist"]),
+      ...(this.#options.asyncSync === false ? ["--sync-on-loop"] : []),
     ];
     const child = new Deno.Command(Deno.execPath(), {
       args,

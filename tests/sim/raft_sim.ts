@@ -19,7 +19,9 @@
  *   the core's contract allows. The state machine is the list of applied entries as text; a
  *   snapshot's data is that list as JSON. Like etcd's server, the driver sends a fresh snapshot
  *   of its applied state when the stored one predates the recipient's membership
- *   (`Scenario.freshSnapshots`; driver.ts does not, see tests/sim/regressions.ts).
+ *   (`Scenario.freshSnapshots`); with it off, it does what driver.ts does instead: it takes a
+ *   snapshot whenever it applies an addition to a compacted log, so that the stored one never
+ *   predates a member.
  * - **Crashes.** A crash loses the RawNode, its unsynced Ready, its state machine and its
  *   pending client requests. A restart rebuilds the node from its storage in either way
  *   `InitialState` allows, chosen at random: from the snapshot (`applied` at its index; the
@@ -454,7 +456,9 @@ export interface Scenario {
   readonly reorder: boolean;
   /**
    * The driver sends a fresh snapshot when the stored one predates the recipient's membership
-   * (etcd's server does; see `#snapshotFor`). Off, a joining node can livelock.
+   * (etcd's server does; see `#snapshotFor`). Off, it does what driver.ts does instead: it
+   * snapshots when it applies an addition (`#snapshotForNewMember`); with neither, a joining
+   * node livelocks (regressions.ts, seed 1).
    */
   readonly freshSnapshots: boolean;
   /**
@@ -463,6 +467,12 @@ export interface Scenario {
    * is lost).
    */
   readonly sendBeforePersist: boolean;
+  /**
+   * The driver's `leaderSendsBeforePersist`: a node that leads when it takes a Ready sends the
+   * Ready's messages at once, before the disk sync (half the seeds, from a stream of its own so
+   * that the rest of each seed's scenario is as it was).
+   */
+  readonly leaderSendsBeforePersist: boolean;
   /** Longest disk sync, ms (0 for some: the driver syncs at once). */
   readonly disk: number;
   /** Mean virtual ms between two actions of each kind (0: never). */
@@ -517,6 +527,7 @@ function drawScenario(rnd: SeededRandom): Scenario {
     reorder: rnd.chance(0.5),
     freshSnapshots: true,
     sendBeforePersist: false,
+    leaderSendsBeforePersist: false,
     disk: rnd.chance(0.3) ? 0 : rnd.pick([1, 5, 20]),
     every: {
       propose: rnd.pick([20, 50, 100]),
@@ -587,6 +598,8 @@ interface SimNode {
   inc: number;
   /** The Ready taken and not yet synced. */
   inflight?: Ready;
+  /** Its messages went out when it was taken (`Scenario.leaderSendsBeforePersist`). */
+  inflightSent?: boolean;
   /** The state machine: the text of each applied entry, from index 1. */
   applied: string[];
   /** The configuration as of the applied index. */
@@ -707,7 +720,11 @@ class RaftSim {
 
   constructor(seed: number, overrides: Partial<Scenario>, trace?: (line: string) => void) {
     this.rnd = new SeededRandom(seed ^ 0x7a6f7);
-    this.sc = { ...drawScenario(this.rnd), ...overrides };
+    this.sc = {
+      ...drawScenario(this.rnd),
+      leaderSendsBeforePersist: new SeededRandom(seed ^ 0x1ead5).next() < 0.5,
+      ...overrides,
+    };
     this.trace = trace;
     this.drop = this.sc.drop;
     this.dup = this.sc.dup;
@@ -979,6 +996,14 @@ class RaftSim {
   #takeReady(n: SimNode): void {
     const rd = n.raw!.ready();
     n.inflight = rd;
+    // driver.ts's leaderSendsBeforePersist: a node that leads when the Ready is taken sends at
+    // once, while its disk works (a crash before the sync loses the Ready, not the sends).
+    n.inflightSent = this.sc.leaderSendsBeforePersist && rd.messages.length > 0 &&
+      (rd.softState?.role ?? n.role) === "leader";
+    if (n.inflightSent) {
+      if (this.trace) this.log(`send ${n.id}: ${rd.messages.length} before persisting (leader)`);
+      for (const m of rd.messages) this.#send(n, m);
+    }
     if (n.leaderCheck) n.leaderCheck.armed = true;
     const delay = this.sc.disk === 0 ? 0 : this.rnd.int(this.sc.disk + 1);
     this.queue.push(this.now + delay, { kind: "sync", node: n.id, inc: n.inc });
@@ -1033,7 +1058,10 @@ class RaftSim {
       return;
     }
     // 2. Send.
-    if (!this.sc.sendBeforePersist) { for (const m of rd.messages) this.#send(n, m); }
+    if (!this.sc.sendBeforePersist && !n.inflightSent) {
+      for (const m of rd.messages) this.#send(n, m);
+    }
+    n.inflightSent = false;
     // 3. Apply.
     if (rd.snapshot) {
       const list = decodeState(rd.snapshot.data);
@@ -1089,7 +1117,12 @@ class RaftSim {
     let note = "";
     if (e.type === "confChange") {
       const cc = decodeConfChange(e.data);
+      const wasMember = n.confState.voters.includes(cc.nodeId) ||
+        n.confState.learners.includes(cc.nodeId);
       n.confState = raw.applyConfChange(cc);
+      if (!this.sc.freshSnapshots && cc.type !== "removeNode" && !wasMember) {
+        this.#snapshotForNewMember(n, e.index);
+      }
       this.stats.confChangesApplied++;
       note = ` -> ${describeConfState(n.confState)}`;
       if (cc.type === "removeNode") this.#retire(cc.nodeId);
@@ -1098,6 +1131,19 @@ class RaftSim {
       note = " (acknowledged)";
     }
     if (this.trace) this.log(`apply ${n.id}: ${describeEntry(e)}${note}`);
+  }
+
+  /**
+   * driver.ts (`#snapshotForNewMember`): once the log is compacted, a member can only join from
+   * a snapshot, and it refuses one whose configuration lacks it; so when an addition is
+   * applied, the driver takes a snapshot at its index, with the new configuration. Modelled
+   * when the driver does not send fresh snapshots (`Scenario.freshSnapshots` off).
+   */
+  #snapshotForNewMember(n: SimNode, index: number): void {
+    const st = n.storage;
+    if (st.firstIndex() <= 1 || index <= st.snapshot().metadata.index) return;
+    st.createSnapshot(index, n.confState, encodeState(n.applied));
+    if (this.trace) this.log(`snapshot ${n.id}: at ${index} for the new member`);
   }
 
   /** A committed removal: the removed node is shut down for good, soon. */

@@ -72,7 +72,9 @@ for (const r of RAFT_REGRESSIONS) {
 Deno.test("raft simulation: a seed replays exactly, one trace line per event", () => {
   const run = () => {
     const lines: string[] = [];
-    const result = runRaftSeed(1, { ticks: 300, trace: (l) => lines.push(l) });
+    // Seed 1 as it ran before leaders could send before persisting (it then has every kind).
+    const scenario = { leaderSendsBeforePersist: false };
+    const result = runRaftSeed(1, { ticks: 300, scenario, trace: (l) => lines.push(l) });
     return { lines, result };
   };
   const a = run();
@@ -112,6 +114,21 @@ Deno.test("raft simulation: different seeds draw different runs", () => {
   const a = runRaftSeed(2, { ticks: 100 });
   const b = runRaftSeed(3, { ticks: 100 });
   assert.notDeepEqual({ ...a, seed: 0 }, { ...b, seed: 0 });
+});
+
+Deno.test("raft simulation: leaders that send before persisting keep every invariant", () => {
+  // driver.ts's default (leaderSendsBeforePersist); the 100-seed run has it in half its seeds.
+  let early = 0;
+  for (let seed = 1001; seed <= 1030; seed++) {
+    let sent = false;
+    const r = runRaftSeed(seed, {
+      scenario: { leaderSendsBeforePersist: true },
+      trace: (l) => sent ||= l.includes("before persisting (leader)"),
+    });
+    assert.equal(r.violation, undefined, `seed ${seed}`);
+    if (sent) early++;
+  }
+  assert.ok(early >= 20, `only ${early} of 30 seeds sent early`);
 });
 
 Deno.test("raft simulation: a driver that sends before persisting is caught", () => {
