@@ -13,11 +13,19 @@
  *   commits may be lost on power loss; `off` leaves syncing to the OS.
  * - Group commit: appends made in the same turn of the event loop share one transaction (and one
  *   sync); each resolves only after that commit.
+ * - Snapshots of the state (`actors/snapshot.ts` bytes) may be kept beside the entries
+ *   ({@linkcode SqliteLog.saveSnapshot}), the newest few, checksummed like entries.
+ * - Encryption at rest (optional `cipher`, `events/at_rest_cipher.ts`): entries, snapshots and
+ *   the shared structures are stored sealed, each bound to its place (an entry's index and
+ *   term, a snapshot's index), so that no event is plaintext on disk. The CRC32C is over what is
+ *   stored; a record that does not decrypt is a {@linkcode CorruptRecordError} saying why.
  *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DecryptError, placeAad, type RecordCipher } from "./at_rest_cipher.ts";
 import {
+  CorruptRecordError,
   EventCodec,
   openRecord,
   sealRecord,
@@ -43,6 +51,18 @@ export interface SqliteLogOptions {
   path: string;
   /** Default `full`: an acknowledged append survives power loss. */
   synchronous?: SyncMode;
+  /** Encrypts what is stored (see the module documentation). */
+  cipher?: RecordCipher;
+  /** Snapshots kept by {@linkcode SqliteLog.saveSnapshot} (default 2). */
+  keepSnapshots?: number;
+}
+
+/** A snapshot kept in the log's file. */
+export interface StoredStateSnapshot {
+  /** The log index it is the state after. */
+  readonly index: number;
+  /** Its bytes (`actors/snapshot.ts`), decrypted. */
+  readonly bytes: Uint8Array;
 }
 
 interface Pending {
@@ -66,9 +86,13 @@ export class SqliteLog implements EventLog {
   #flushScheduled = false;
   #changes = new LogChanges();
   #closed = false;
+  #cipher: RecordCipher | undefined;
+  #keepSnapshots: number;
 
   /** Opens (or creates) the log at `options.path`. */
   constructor(options: SqliteLogOptions) {
+    this.#cipher = options.cipher;
+    this.#keepSnapshots = options.keepSnapshots ?? 2;
     this.#db = new DatabaseSync(options.path);
     const sync = options.synchronous ?? "full";
     this.#db.exec(`
@@ -83,8 +107,12 @@ export class SqliteLog implements EventLog {
         id INTEGER PRIMARY KEY CHECK (id = 1),
         record BLOB NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS snapshots (
+        idx INTEGER PRIMARY KEY,
+        record BLOB NOT NULL
+      );
     `);
-    this.#codec = new EventCodec({ store: new SqliteStructureStore(this.#db) });
+    this.#codec = new EventCodec({ store: new SqliteStructureStore(this.#db, this.#cipher) });
     this.#insert = this.#db.prepare("INSERT INTO entries (idx, term, record) VALUES (?, ?, ?)");
     this.#page = this.#db.prepare(
       "SELECT idx, term, record FROM entries WHERE idx >= ? AND idx <= ? ORDER BY idx LIMIT ?",
@@ -99,8 +127,9 @@ export class SqliteLog implements EventLog {
   append(batch: Batch): Promise<number> {
     try {
       if (this.#closed) throw new LogClosedError("append");
-      const record = sealRecord(this.#codec.encodeBatch(batch));
+      const encoded = this.#codec.encodeBatch(batch);
       const index = this.#last + this.#pending.length + 1;
+      const record = sealRecord(seal(this.#cipher, encoded, entryAad(index, 1)));
       const { promise, resolve, reject } = Promise.withResolvers<number>();
       this.#pending.push({ index, record, resolve, reject });
       if (!this.#flushScheduled) {
@@ -177,7 +206,12 @@ export class SqliteLog implements EventLog {
       record: Uint8Array;
     }[];
     return rows.map((row) => {
-      const bytes = openRecord(row.record, row.idx);
+      const bytes = open(
+        this.#cipher,
+        openRecord(row.record, row.idx),
+        entryAad(row.idx, row.term),
+        row.idx,
+      );
       return { index: row.idx, term: row.term, bytes, batch: this.#codec.decodeBatch(bytes) };
     });
   }
@@ -194,6 +228,46 @@ export class SqliteLog implements EventLog {
     return this.#last;
   }
 
+  /**
+   * Keeps `bytes`, a snapshot of the state after entry `index`, and drops all but the newest
+   * `keepSnapshots`. Synchronous and durable when it returns.
+   */
+  saveSnapshot(index: number, bytes: Uint8Array): void {
+    if (this.#closed) throw new LogClosedError("save a snapshot");
+    checkIndex(index);
+    if (index > this.#last) {
+      throw new RangeError(`Cannot keep a snapshot at ${index}: the last index is ${this.#last}`);
+    }
+    const record = sealRecord(seal(this.#cipher, bytes, snapshotAad(index)));
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#db.prepare("INSERT OR REPLACE INTO snapshots (idx, record) VALUES (?, ?)").run(
+        index,
+        record,
+      );
+      this.#db.prepare(
+        "DELETE FROM snapshots WHERE idx NOT IN (SELECT idx FROM snapshots ORDER BY idx DESC LIMIT ?)",
+      ).run(this.#keepSnapshots);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** The snapshots kept, oldest first, checked and decrypted. */
+  snapshots(): StoredStateSnapshot[] {
+    if (this.#closed) throw new LogClosedError("read");
+    const rows = this.#db.prepare("SELECT idx, record FROM snapshots ORDER BY idx").all() as {
+      idx: number;
+      record: Uint8Array;
+    }[];
+    return rows.map((r) => ({
+      index: r.idx,
+      bytes: open(this.#cipher, openRecord(r.record, r.idx), snapshotAad(r.idx), r.idx).slice(),
+    }));
+  }
+
   /** Commits what is pending, ends every iteration and closes the file. Idempotent. */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
@@ -208,9 +282,11 @@ export class SqliteLog implements EventLog {
 /** The codec's shared structures, in the log's own file, checksummed like entries. */
 class SqliteStructureStore implements StructureStore {
   #db: DatabaseSync;
+  #cipher: RecordCipher | undefined;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, cipher: RecordCipher | undefined) {
     this.#db = db;
+    this.#cipher = cipher;
   }
 
   load(): Structures | undefined {
@@ -218,11 +294,119 @@ class SqliteStructureStore implements StructureStore {
       | { record: Uint8Array }
       | undefined;
     if (row === undefined) return undefined;
-    return JSON.parse(new TextDecoder().decode(openRecord(row.record, 0))) as Structures;
+    const bytes = open(this.#cipher, openRecord(row.record, 0), STRUCTURES_AAD, 0);
+    return JSON.parse(new TextDecoder().decode(bytes)) as Structures;
   }
 
   save(structures: Structures): void {
-    const record = sealRecord(new TextEncoder().encode(JSON.stringify(structures)));
+    const json = new TextEncoder().encode(JSON.stringify(structures));
+    const record = sealRecord(seal(this.#cipher, json, STRUCTURES_AAD));
     this.#db.prepare("INSERT OR REPLACE INTO structures (id, record) VALUES (1, ?)").run(record);
   }
+}
+
+const STRUCTURES_AAD = placeAad("log structures");
+
+function entryAad(index: number, term: number): Uint8Array {
+  return placeAad("log entry", index, term);
+}
+
+function snapshotAad(index: number): Uint8Array {
+  return placeAad("log snapshot", index);
+}
+
+function seal(cipher: RecordCipher | undefined, bytes: Uint8Array, aad: Uint8Array): Uint8Array {
+  return cipher === undefined ? bytes : cipher.seal(bytes, aad);
+}
+
+/** Opens a stored payload; one that does not decrypt is a corrupt record naming `index`. */
+function open(
+  cipher: RecordCipher | undefined,
+  bytes: Uint8Array,
+  aad: Uint8Array,
+  index: number,
+): Uint8Array {
+  if (cipher === undefined) return bytes;
+  try {
+    return cipher.open(bytes, aad);
+  } catch (err) {
+    if (err instanceof DecryptError) throw new CorruptRecordError(index, err.message);
+    throw err;
+  }
+}
+
+/** Options of {@linkcode copyLog}. */
+export interface CopyLogOptions {
+  /** The cipher the source was written with (none: plaintext). */
+  readonly from?: RecordCipher;
+  /** The cipher to write the copy with (none: plaintext, as `shoal log decrypt` wants). */
+  readonly to?: RecordCipher;
+}
+
+/**
+ * Copies the log file `source` (not in use) to a new file `target`, opening every record with
+ * `options.from` and sealing it again with `options.to`: a decrypted copy for offline study, or
+ * an encrypted copy of a plaintext log. The bytes of each batch are kept as they are (contract
+ * 10); every record is checked on the way; the copy is vacuumed. Returns how many entries.
+ */
+export function copyLog(
+  source: string,
+  target: string,
+  options: CopyLogOptions = {},
+): { entries: number } {
+  const src = new DatabaseSync(source, { readOnly: true });
+  try {
+    src.prepare("VACUUM INTO ?").run(target);
+  } finally {
+    src.close();
+  }
+  const db = new DatabaseSync(target);
+  let entries = 0;
+  try {
+    db.exec(`BEGIN IMMEDIATE;
+      CREATE TABLE IF NOT EXISTS snapshots (idx INTEGER PRIMARY KEY, record BLOB NOT NULL);`);
+    const recipher = (record: Uint8Array, index: number, aad: Uint8Array) =>
+      sealRecord(seal(options.to, open(options.from, openRecord(record, index), aad, index), aad));
+    const page = db.prepare(
+      "SELECT idx, term, record FROM entries WHERE idx > ? ORDER BY idx LIMIT ?",
+    );
+    const update = db.prepare("UPDATE entries SET record = ? WHERE idx = ?");
+    let after = -1;
+    for (;;) {
+      const rows = page.all(after, PAGE) as { idx: number; term: number; record: Uint8Array }[];
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        update.run(recipher(r.record, r.idx, entryAad(r.idx, r.term)), r.idx);
+        entries++;
+      }
+      after = rows[rows.length - 1].idx;
+    }
+    const structures = db.prepare("SELECT record FROM structures WHERE id = 1").get() as
+      | { record: Uint8Array }
+      | undefined;
+    if (structures !== undefined) {
+      db.prepare("UPDATE structures SET record = ? WHERE id = 1").run(
+        recipher(structures.record, 0, STRUCTURES_AAD),
+      );
+    }
+    const snaps = db.prepare("SELECT idx, record FROM snapshots").all() as {
+      idx: number;
+      record: Uint8Array;
+    }[];
+    for (const r of snaps) {
+      db.prepare("UPDATE snapshots SET record = ? WHERE idx = ?").run(
+        recipher(r.record, r.idx, snapshotAad(r.idx)),
+        r.idx,
+      );
+    }
+    db.exec("COMMIT");
+    db.exec("VACUUM");
+  } catch (err) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    db.close();
+    Deno.removeSync(target);
+    throw err;
+  }
+  db.close();
+  return { entries };
 }

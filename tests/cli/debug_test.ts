@@ -130,7 +130,9 @@ Deno.test({
 
       const dump = await shoal(["log", "dump-wal", "--data-dir", dataDir]);
       assert.equal(dump.code, 0, dump.err);
-      assert.match(dump.out, /^index=1 term=1 time=\S+ by=/);
+      // A Raft member's log: the bootstrap conf change and the leader's empty entry first.
+      assert.match(dump.out, /^raft=1 term=1 conf change addNode node=1\n/);
+      assert.match(dump.out, /^index=1 term=\d+ time=\S+ by=user:swarm\.init raft=\d+$/m);
       assert.match(dump.out, /ServiceCreated id=\S+ by=user:service\.create/);
       const lines = await shoal([
         "log",
@@ -155,13 +157,15 @@ Deno.test({
       const n = Number(/^log ok: (\d+) entries/.exec(ok.out)?.[1]);
       assert.ok(n >= last, ok.out);
 
-      const db = new DatabaseSync(`${dataDir}/log.db`);
-      const row = db.prepare("SELECT record FROM entries WHERE idx = 3").get() as {
-        record: Uint8Array;
-      };
-      const flipped = row.record.slice();
+      // Log index 3 is the third Raft entry that carries data.
+      const db = new DatabaseSync(`${dataDir}/raft.db`);
+      const row = db.prepare(
+        "SELECT idx, data FROM raft_entries WHERE type = 0 AND length(data) > 0 ORDER BY idx " +
+          "LIMIT 1 OFFSET 2",
+      ).get() as { idx: number; data: Uint8Array };
+      const flipped = row.data.slice();
       flipped[5] ^= 0xff;
-      db.prepare("UPDATE entries SET record = ? WHERE idx = 3").run(flipped);
+      db.prepare("UPDATE raft_entries SET data = ? WHERE idx = ?").run(flipped, row.idx);
       db.close();
 
       const corrupt = await shoal(["log", "verify", "--data-dir", dataDir]);
