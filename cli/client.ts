@@ -148,6 +148,37 @@ export class ApiClient {
     return (text.trim() ? JSON.parse(text) : null) as T;
   }
 
+  /**
+   * GETs a streamed answer (Docker's logs), failing as `get` does on an error status; the caller
+   * reads the body. `signal` aborts the request.
+   */
+  async open(path: string, query: Query, signal?: AbortSignal): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(this.#url(path, query), { signal });
+    } catch (err) {
+      throw new CliError(
+        `Cannot connect to the Shoal manager at ${this.base}. Is the manager running?\n(${
+          (err as Error).message
+        })`,
+      );
+    }
+    if (!res.ok) {
+      const text = await res.text();
+      let message = text.trim() || `${res.status} ${res.statusText}`;
+      let code = "";
+      try {
+        const parsed = JSON.parse(text);
+        if (typeof parsed?.message === "string") message = parsed.message;
+        if (typeof parsed?.code === "string") code = parsed.code;
+      } catch {
+        // Not JSON: keep the text.
+      }
+      throw new DaemonError(res.status, code, message);
+    }
+    return res;
+  }
+
   /** DELETEs. */
   async delete(path: string, query?: Query): Promise<void> {
     await (await this.#fetch("DELETE", path, query)).body?.cancel();

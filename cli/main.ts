@@ -52,6 +52,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "Manage Swarm services",
     load: async () => (await import("./service.ts")).serviceCommand,
   },
+  stack: {
+    summary: "Manage Swarm stacks",
+    load: async () => (await import("./stack.ts")).stackCommand,
+  },
   swarm: {
     summary: "Manage Swarm",
     load: async () => (await import("./swarm.ts")).swarmCommand,

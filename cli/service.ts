@@ -12,6 +12,7 @@ import {
   TABLE_FORMAT_FLAG,
 } from "./flags.ts";
 import { type CommandEnv, list, runGroup, str, type Subcommand } from "./command.ts";
+import { SERVICE_LOGS_COMMAND } from "./service_logs.ts";
 import { type ApiClient, DaemonError, type Filters, parseFilters } from "./client.ts";
 import type {
   Node,
@@ -882,6 +883,7 @@ const update: Subcommand = {
 export const SERVICE_COMMANDS: Subcommand[] = [
   create,
   inspect,
+  SERVICE_LOGS_COMMAND,
   ls,
   ps,
   rm,

@@ -28,6 +28,9 @@ import {
 } from "./identity.ts";
 import { createAgent, describeThisNode, findDocker, runtimesOf } from "./agent_host.ts";
 import { SHOAL_VERSION } from "../web/http.ts";
+import { agentTaskLogs } from "./task_logs.ts";
+import { type Mesh, type MeshOptions, startMesh } from "./mesh/mesh.ts";
+import { sessionMeshSource } from "./mesh/feed.ts";
 
 /** Options of {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -40,6 +43,8 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Overrides of the session's options (backoff, for tests). */
   session?: Partial<RemoteSessionOptions>;
+  /** Settings of this node's mesh (`node/mesh`), or false to run none. */
+  mesh?: Partial<Omit<MeshOptions, "nodeId" | "source" | "credentials">> | false;
 }
 
 /** A running worker. */
@@ -50,6 +55,8 @@ export interface RunningWorker {
   readonly session: RemoteSession;
   /** The agent, once the first assignments arrived. */
   readonly agent: Agent | undefined;
+  /** This node's mesh (published ports, VIPs, resolver), unless disabled. */
+  readonly mesh: Mesh | undefined;
   /** Resolves with the agent once it runs. */
   readonly agentStarted: Promise<Agent>;
   /** Resolves when the worker stopped on its own (refused by the manager), with why. */
@@ -121,13 +128,41 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   let agent: Agent | undefined;
   session.ready.then(async () => {
     if (closing) return;
-    const a = await createAgent({ nodeId: config.nodeId, dataDir, session, docker, logger });
+    const a = await createAgent({
+      nodeId: config.nodeId,
+      dataDir,
+      session,
+      docker,
+      logger,
+      dns: () => mesh?.dnsServers ?? [],
+    });
     if (closing) return;
     agent = a;
     a.start();
+    session.serveLogs((taskId, readOptions) => agentTaskLogs(a, taskId, readOptions));
     agentStarted.resolve(a);
   }).catch((err) => agentStarted.reject(err));
   session.start();
+
+  // The mesh follows the map the dispatcher sends over the session.
+  let mesh: Mesh | undefined;
+  if (options.mesh !== false) {
+    try {
+      mesh = await startMesh({
+        nodeId: config.nodeId,
+        source: sessionMeshSource(session, logger),
+        credentials: () => creds!,
+        logger,
+        ...options.mesh,
+      });
+      if (closing) { // refused while the mesh was starting
+        await mesh.close();
+        mesh = undefined;
+      }
+    } catch (err) {
+      logger?.error(`node ${config.nodeId}: the mesh did not start: ${(err as Error).message}`);
+    }
+  }
 
   // Certificate renewal.
   let renewTimer: ReturnType<typeof setTimeout> | undefined;
@@ -147,6 +182,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const next = { key: csr.keyPem, cert: certPem, ca: creds!.ca };
     await writeCredentials(dataDir, next);
     creds = next;
+    mesh?.setCredentials(next);
     logger?.info(
       `node ${config.nodeId}: certificate renewed, valid until ${
         new Date(identity.notAfter).toISOString()
@@ -185,6 +221,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     clearTimeout(renewTimer);
     session.drain();
     await agent?.stop();
+    await mesh?.close();
     if (tellManager !== false && session.connected) {
       try {
         await session.markDown(tellManager === "leave");
@@ -206,6 +243,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     session,
     get agent() {
       return agent;
+    },
+    get mesh() {
+      return mesh;
     },
     agentStarted: agentStarted.promise,
     stopped: stopped.promise,

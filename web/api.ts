@@ -16,10 +16,12 @@
  * /services/{id}`, `POST /services/{id}/update` (`version`, `rollback=previous`), `/tasks`
  * (`filters` id, name, service, node, label, desired-state, runtime), `/tasks/{id}`, `/secrets`
  * and `/configs` (list, create, inspect, update labels, remove), `/networks` (list, create,
- * inspect, remove), `/events` (`since`, `until`, `filters`).
+ * inspect, remove), `/events` (`since`, `until`, `filters`), `/services/{id}/logs` and
+ * `/tasks/{id}/logs` (read from each task's node: `web/docker/log_routes.ts`). All of it is
+ * described in `docs/api.md`.
  *
  * Not served: containers, images, volumes, plugins, `/distribution` (so the docker CLI warns that
- * it cannot pin image digests, as with a local image), service and task logs (501), swarm
+ * it cannot pin image digests, as with a local image), swarm
  * init/join/leave/unlock (a node makes or resumes its swarm when it starts).
  *
  * Bodies are strict: a field Docker's API lacks is refused ("unknown field"), and a Docker field
@@ -37,10 +39,14 @@ import { EventHub } from "./docker/events.ts";
 import type { DockerApiContext } from "./docker/context.ts";
 import { addSystemRoutes } from "./docker/system_routes.ts";
 import { addServiceRoutes } from "./docker/service_routes.ts";
+import { addLogRoutes } from "./docker/log_routes.ts";
+import type { TaskLogSource } from "../node/task_logs.ts";
 import { addNodeRoutes } from "./docker/node_routes.ts";
 import { addFileObjectRoutes } from "./docker/file_object_routes.ts";
 import { addNetworkRoutes } from "./docker/network_routes.ts";
 import { addShoalRoutes } from "./shoal/routes.ts";
+import { addLogToolRoutes } from "./shoal/log_tool_routes.ts";
+import type { StoredSnapshot } from "../events/stored_log.ts";
 import type { LiveHistoryOptions } from "./shoal/live_history.ts";
 
 export { API_VERSION, ApiError, SHOAL_VERSION } from "./http.ts";
@@ -51,6 +57,13 @@ export interface ApiOptions {
   nodeId?: string;
   /** Checkpoint spacing of the time-travel routes (defaults suit production). */
   history?: LiveHistoryOptions;
+  /** Reads tasks' output, wherever they run (`node/task_logs.ts`), for the logs routes. */
+  taskLogs?: TaskLogSource;
+  /**
+   * The snapshots the log keeps, for `/shoal/v1/log/snapshots` and `verify`:
+   * `() => raftSnapshots(storage)` or `() => sqliteLogSnapshots(log)` (`events/stored_log.ts`).
+   */
+  logSnapshots?: () => StoredSnapshot[];
 }
 
 /** The API handler; `close()` ends open event streams so that the server can shut down. */
@@ -63,15 +76,28 @@ export interface ApiHandler {
 /** Builds the API handler over a manager. */
 export function createApiHandler(manager: Manager, options: ApiOptions = {}): ApiHandler {
   const hub = new EventHub(manager);
-  const ctx: DockerApiContext = { manager, hub, nodeId: options.nodeId };
+  const ctx: DockerApiContext = {
+    manager,
+    hub,
+    nodeId: options.nodeId,
+    taskLogs: options.taskLogs,
+  };
   const router = new Router();
   addSystemRoutes(router, ctx);
   addServiceRoutes(router, ctx);
+  addLogRoutes(router, ctx);
   addNodeRoutes(router, ctx);
   addFileObjectRoutes(router, ctx, "secret");
   addFileObjectRoutes(router, ctx, "config");
   addNetworkRoutes(router, ctx);
   const shoal = addShoalRoutes(router, manager, options.history);
+  addLogToolRoutes(router, manager, {
+    snapshots: options.logSnapshots,
+    stateAt: async (index) => {
+      await shoal.history.ready();
+      return shoal.history.view(index);
+    },
+  });
 
   const handler = async (req: Request): Promise<Response> => {
     try {

@@ -10,6 +10,7 @@ import type { ClusterRecord, NodeRecord } from "../../actors/state.ts";
 import type { ShoalEvent } from "../../events/schema.ts";
 import { ApiError } from "../http.ts";
 import type { EventHub } from "./events.ts";
+import type { TaskLogSource } from "../../node/task_logs.ts";
 
 /** The Docker API's view of one manager. */
 export interface DockerApiContext {
@@ -17,6 +18,8 @@ export interface DockerApiContext {
   readonly hub: EventHub;
   /** The node this manager runs on, if known. */
   readonly nodeId?: string;
+  /** Reads tasks' output for `service logs` (without it, logs answer with an error). */
+  readonly taskLogs?: TaskLogSource;
 }
 
 /** Docker's answer when there is no swarm (yet). */

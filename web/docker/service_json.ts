@@ -30,8 +30,14 @@
  *
  * `Runtime` may be left out when `ProcessSpec` is given and `ContainerSpec` is not. A client that
  * does not know `ProcessSpec` (the `docker` CLI decodes services into Go structs and drops it)
- * can still scale or relabel a process service: an update with `Runtime: "process"` and no
- * `ProcessSpec` keeps the service's current program.
+ * still manages a process service: to it (its `User-Agent` is `Docker-Client/…`) reads show no
+ * `Runtime` and the program also as a `ContainerSpec` whose `Image` is the program (with `Args`,
+ * `Env`, `Dir`, the stop settings, the health check, the secrets and configs), so `docker service
+ * update`, `inspect --pretty` and `service logs` work (see {@linkcode forDockerClient}). An update
+ * of a process service with no `Runtime` (or `"process"`), no `ProcessSpec` and such a
+ * `ContainerSpec`, changed or not, sets the program from it (`--image` names a new program;
+ * `Hostname`, `User`, `Mounts` and container labels are refused); one with neither keeps the
+ * current program. Given with `ProcessSpec`, a `ContainerSpec` is an error.
  *
  * @module
  */
@@ -70,6 +76,7 @@ import {
   unsupported,
 } from "./fields.ts";
 import { randomName } from "./names.ts";
+import { addrWithPrefix } from "./network_json.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The request body: Docker's ServiceSpec, strict (see fields.ts)
@@ -240,7 +247,7 @@ const TaskTemplate = z.strictObject({
         message: "must name an image",
       });
     }
-  } else if (!isZero(t.ContainerSpec)) {
+  } else if (t.ProcessSpec != null && !isZero(t.ContainerSpec)) {
     ctx.addIssue({
       code: "custom",
       path: ["ContainerSpec"],
@@ -352,7 +359,11 @@ export function serviceSpecFromDocker(body: unknown, ctx: SpecContext): ServiceS
   let runtime: Record<string, unknown>;
   let secrets: FileReference[];
   let configs: FileReference[];
-  if (runtimeOf(t) === "container") {
+  // The docker CLI sends a process service back with no Runtime and its program as a
+  // ContainerSpec (see `forDockerClient`): it stays a process service.
+  const keepsProcess = !t.Runtime && t.ProcessSpec == null && !isZero(t.ContainerSpec) &&
+    ctx.current?.spec.task.runtime.kind === "process";
+  if (runtimeOf(t) === "container" && !keepsProcess) {
     const c = t.ContainerSpec!;
     runtime = {
       kind: "container",
@@ -390,6 +401,13 @@ export function serviceSpecFromDocker(body: unknown, ctx: SpecContext): ServiceS
     };
     secrets = fileRefs(ctx.state, "secret", p.Secrets, "TaskTemplate.ProcessSpec.Secrets");
     configs = fileRefs(ctx.state, "config", p.Configs, "TaskTemplate.ProcessSpec.Configs");
+  } else if (!isZero(t.ContainerSpec)) {
+    // A client that does not know ProcessSpec (the docker CLI) sent back the ContainerSpec that
+    // mirrors the program, perhaps changed (`service update --env-add`): the program is in it.
+    const c = t.ContainerSpec!;
+    runtime = processFromContainerSpec(c);
+    secrets = fileRefs(ctx.state, "secret", c.Secrets, "TaskTemplate.ContainerSpec.Secrets");
+    configs = fileRefs(ctx.state, "config", c.Configs, "TaskTemplate.ContainerSpec.Configs");
   } else if (ctx.current?.spec.task.runtime.kind === "process") {
     // A client that does not know ProcessSpec sent the service back without it: keep the program.
     runtime = ctx.current.spec.task.runtime;
@@ -463,6 +481,68 @@ export function serviceSpecFromDocker(body: unknown, ctx: SpecContext): ServiceS
   const parsed = ServiceSpec.safeParse(stripUndefined(spec));
   if (!parsed.success) throw invalid(describeIssues(parsed.error.issues));
   return parsed.data;
+}
+
+/** Whether a request comes from Docker's own client (its `User-Agent` is `Docker-Client/…`). */
+export function isDockerClient(req: Request): boolean {
+  return req.headers.get("user-agent")?.startsWith("Docker-Client/") ?? false;
+}
+
+/**
+ * A service or task as Docker's own client sees it: a process task spec names no `Runtime` and
+ * shows its program also as a `ContainerSpec` whose `Image` is the program (the docker CLI
+ * dereferences `ContainerSpec` unchecked in `service update`, `inspect --pretty` and `service
+ * logs`, and refuses to send one with a runtime other than "container"). An update of a process
+ * service that names no runtime stays a process service (see `serviceSpecFromDocker`).
+ */
+export function forDockerClient<T>(value: T): T {
+  const strip = (t: unknown) => {
+    const template = t as { Runtime?: string; ContainerSpec?: unknown; ProcessSpec?: unknown };
+    if (t === null || typeof t !== "object" || template.Runtime !== "process") return;
+    delete template.Runtime;
+    // The program as a container spec: the same fields, the program as the image.
+    const { Command, ...rest } = (template.ProcessSpec ?? {}) as Record<string, unknown>;
+    template.ContainerSpec = { Image: Command, ...rest };
+  };
+  const v = value as {
+    Spec?: { TaskTemplate?: unknown };
+    PreviousSpec?: { TaskTemplate?: unknown };
+  };
+  strip(v.Spec?.TaskTemplate);
+  strip(v.PreviousSpec?.TaskTemplate);
+  strip(v.Spec);
+  return value;
+}
+
+/**
+ * A process service's program from the `ContainerSpec` that mirrors it (see
+ * {@linkcode taskSpecToDocker}): `Image` is the program, or `Command` with its first word.
+ */
+function processFromContainerSpec(c: z.infer<typeof ContainerSpec>): Record<string, unknown> {
+  const fields = { Hostname: c.Hostname, User: c.User, Mounts: c.Mounts, Labels: c.Labels };
+  const notForProcesses = Object.entries(fields).find(([, v]) => !isZero(v));
+  if (notForProcesses) {
+    throw invalid(
+      `TaskTemplate.ContainerSpec.${notForProcesses[0]}: is not supported by the process runtime`,
+    );
+  }
+  const command = c.Command?.length ? c.Command : undefined;
+  const program = command?.[0] ?? c.Image ?? "";
+  if (program === "") {
+    throw invalid(
+      "TaskTemplate.ContainerSpec.Image: must name the program of this process service (or give ProcessSpec)",
+    );
+  }
+  return {
+    kind: "process",
+    command: program,
+    args: command ? [...command.slice(1), ...(c.Args ?? [])] : c.Args ?? undefined,
+    env: c.Env ?? undefined,
+    dir: c.Dir ?? undefined,
+    stopSignal: c.StopSignal ?? undefined,
+    stopGracePeriod: optMs(c.StopGracePeriod),
+    healthcheck: healthFromDocker(c.Healthcheck),
+  };
 }
 
 function invalid(detail: string): ApiError {
@@ -740,22 +820,32 @@ export function serviceSpecToDocker(spec: ServiceSpec) {
   };
 }
 
-/** Docker's `ServiceStatus`: running and desired tasks (what `service ls` shows as 2/3). */
+/**
+ * Docker's `ServiceStatus`: running and desired tasks (what `service ls` shows as 2/3), and for
+ * jobs the tasks of the current run that completed (`0/2 (3/5 completed)`), as SwarmKit's
+ * `ListServiceStatuses` counts them.
+ */
 export function serviceStatus(state: ClusterState, svc: ServiceRecord) {
   let running = 0;
   let desired = 0;
   let completed = 0;
   const mode = svc.spec.mode;
+  const job = mode.kind === "replicated-job" || mode.kind === "global-job";
   for (const t of state.tasksOf(svc.id)) {
     const node = t.nodeId ? state.nodes.get(t.nodeId) : undefined;
     const nodeUp = node !== undefined && node.status.state !== "down";
     if (t.status.state === TaskState.running && nodeUp) running++;
-    if (t.status.state === TaskState.complete) completed++;
-    if (
-      (mode.kind === "global" || mode.kind === "global-job") && t.desiredState <= TaskState.running
-    ) {
+    // A job counts only its current run; earlier runs are history.
+    if (job && (t.jobIteration ?? 0) !== (svc.jobIteration ?? 0)) continue;
+    if (job && t.status.state === TaskState.complete) completed++;
+    if (mode.kind === "global" && t.desiredState <= TaskState.running) {
       if (node === undefined || nodeUp) desired++;
     }
+    // A global job's desired tasks are those still to complete.
+    if (
+      mode.kind === "global-job" && t.desiredState === TaskState.complete &&
+      t.status.state < TaskState.complete && (node === undefined || nodeUp)
+    ) desired++;
   }
   if (mode.kind === "replicated") desired = mode.replicas;
   if (mode.kind === "replicated-job") {
@@ -779,7 +869,10 @@ export function serviceToDocker(
       Spec: endpointSpecToDocker(svc.spec.endpoint),
       Ports: nonEmpty(svc.endpoint.ports.map(portToDocker)),
       VirtualIPs: nonEmpty(
-        svc.endpoint.virtualIPs.map((v) => ({ NetworkID: v.networkId, Addr: v.addr })),
+        svc.endpoint.virtualIPs.map((v) => ({
+          NetworkID: v.networkId,
+          Addr: addrWithPrefix(state, v),
+        })),
       ),
     }),
     UpdateStatus: u && compact({
@@ -789,5 +882,10 @@ export function serviceToDocker(
       Message: nonBlank(u.message),
     }),
     ServiceStatus: options.status ? serviceStatus(state, svc) : undefined,
+    // Jobs: which run this is (every update re-runs the job) and when it began.
+    JobStatus: svc.jobIteration === undefined ? undefined : {
+      JobIteration: { Index: svc.jobIteration },
+      LastExecution: rfc3339(svc.lastExecution ?? svc.createdAt),
+    },
   });
 }

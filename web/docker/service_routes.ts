@@ -13,7 +13,12 @@ import { ApiError, empty, json, optionalIntParam, readJson } from "../http.ts";
 import type { Router } from "../router.ts";
 import { createdId, type DockerApiContext, requireSwarm, run } from "./context.ts";
 import { Filters } from "./filters.ts";
-import { serviceSpecFromDocker, serviceToDocker } from "./service_json.ts";
+import {
+  forDockerClient,
+  isDockerClient,
+  serviceSpecFromDocker,
+  serviceToDocker,
+} from "./service_json.ts";
 import { taskName, taskToDocker } from "./task_json.ts";
 
 const SERVICE_FILTERS = ["id", "label", "mode", "name"];
@@ -45,7 +50,7 @@ function warnings(ctx: DockerApiContext, spec: ServiceSpec): string[] {
 export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
   const state = () => ctx.manager.state;
 
-  router.get("/services", ({ url }) => {
+  router.get("/services", ({ req, url }) => {
     requireSwarm(ctx);
     const f = Filters.fromUrl(url, SERVICE_FILTERS);
     const status = /^(1|true)$/i.test(url.searchParams.get("status") ?? "");
@@ -58,7 +63,8 @@ export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
       out.push(svc);
     }
     out.sort((a, b) => a.spec.name.localeCompare(b.spec.name));
-    return json(out.map((svc) => serviceToDocker(state(), svc, { status })));
+    const view = isDockerClient(req) ? forDockerClient : <T>(v: T) => v;
+    return json(out.map((svc) => view(serviceToDocker(state(), svc, { status }))));
   });
 
   router.post("/services/create", async ({ req }) => {
@@ -72,9 +78,10 @@ export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
     );
   });
 
-  router.get("/services/{id}", ({ params }) => {
+  router.get("/services/{id}", ({ req, params }) => {
     requireSwarm(ctx);
-    return json(serviceToDocker(state(), resolveService(state(), params.id)));
+    const svc = serviceToDocker(state(), resolveService(state(), params.id));
+    return json(isDockerClient(req) ? forDockerClient(svc) : svc);
   });
 
   router.delete("/services/{id}", async ({ params }) => {
@@ -110,15 +117,7 @@ export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
     return json({});
   });
 
-  router.get("/services/{id}/logs", () => {
-    throw new ApiError(
-      501,
-      "not_implemented",
-      "service logs are not served through the Docker API yet: use `shoal service logs`",
-    );
-  });
-
-  router.get("/tasks", ({ url }) => {
+  router.get("/tasks", ({ req, url }) => {
     requireSwarm(ctx);
     const s = state();
     const f = Filters.fromUrl(url, TASK_FILTERS);
@@ -155,21 +154,13 @@ export function addServiceRoutes(router: Router, ctx: DockerApiContext): void {
       if (!f.labels("label", s.services.get(t.serviceId)?.spec.labels ?? {})) continue;
       out.push(taskToDocker(s, t));
     }
-    return json(out);
+    return json(isDockerClient(req) ? out.map(forDockerClient) : out);
   });
 
-  router.get("/tasks/{id}", ({ params }) => {
+  router.get("/tasks/{id}", ({ req, params }) => {
     requireSwarm(ctx);
     const s = state();
-    const task = resolve("task", s.tasks, new Map(), params.id);
-    return json(taskToDocker(s, task));
-  });
-
-  router.get("/tasks/{id}/logs", () => {
-    throw new ApiError(
-      501,
-      "not_implemented",
-      "task logs are not served through the Docker API yet: use `shoal service logs`",
-    );
+    const task = taskToDocker(s, resolve("task", s.tasks, new Map(), params.id));
+    return json(isDockerClient(req) ? forDockerClient(task) : task);
   });
 }
