@@ -20,6 +20,7 @@ import {
 import { type ApplyContext, type ClusterState, specKey, type TaskRecord } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 import { addSpecRef, dropSpecRef } from "./service.ts";
+import { checkAddresses } from "./network.ts";
 
 type TaskEvent = EventOf<
   | "TaskCreated"
@@ -68,14 +69,17 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
   const state_ = task.status.state;
   let next: TaskRecord;
   switch (event.type) {
-    case "TaskAllocated":
+    case "TaskAllocated": {
       if (state_ !== TaskState.new) throw badMove(task, "allocate", "new");
+      const networks = event.data.networks ?? [];
+      checkAddresses(state, task.id, `task ${task.id}`, networks);
       next = {
         ...task,
         version: ctx.index,
         updatedAt: ctx.at,
         ports: event.data.ports,
         addresses: event.data.addresses,
+        networks,
         status: {
           state: TaskState.pending,
           timestamp: ctx.at,
@@ -84,6 +88,7 @@ export function applyTaskEvent(state: ClusterState, event: TaskEvent, ctx: Apply
         },
       };
       break;
+    }
     case "TaskAssigned": {
       if (state_ !== TaskState.pending) throw badMove(task, "assign", "pending");
       if (task.desiredState > TaskState.complete) {
@@ -230,9 +235,12 @@ function createTask(state: ClusterState, event: EventOf<"TaskCreated">, ctx: App
     desiredState: data.desiredState,
     attempt: data.attempt,
     startAfter: data.startAfter,
+    // A job's task belongs to the run of the job it was created for (SwarmKit's JobIteration).
+    ...(service.jobIteration !== undefined ? { jobIteration: service.jobIteration } : {}),
     status: { state: TaskState.new, timestamp: ctx.at, message: "created", err: "" },
     ports: [],
     addresses: [],
+    networks: [],
   });
 }
 

@@ -1,6 +1,7 @@
 /**
  * Whole-state checks for tests: every index agrees with a recomputation from the tables, every
- * spec reference count is right, every live task's service spec and node exist.
+ * spec reference count is right, every live task's service spec and node exist, no address is
+ * held twice.
  *
  * @module
  */
@@ -71,4 +72,22 @@ export function checkInvariants(state: ClusterState): void {
       assert.ok(state.nodes.has(t.nodeId), `live task ${t.id} is on missing node ${t.nodeId}`);
     }
   }
+
+  // IPAM: no address is held twice (services' VIPs, live tasks' addresses), and the index of
+  // holders is exactly that.
+  const held = new Map<string, string>();
+  const hold = (addr: string, holder: string) => {
+    const other = held.get(addr);
+    assert.ok(other === undefined, `address ${addr} is held by both ${other} and ${holder}`);
+    held.set(addr, holder);
+  };
+  for (const s of state.services.values()) {
+    for (const v of s.endpoint?.virtualIPs ?? []) hold(v.addr, s.id);
+  }
+  for (const t of tasks) {
+    if (!isTerminalTaskState(t.status.state)) {
+      for (const a of t.networks ?? []) hold(a.addr, t.id);
+    }
+  }
+  assert.deepEqual(new Map(state.addressOwners), held, "addressOwners is out of step");
 }

@@ -173,14 +173,24 @@ Deno.test("networks: create, list, inspect, remove", async () => {
     assert.equal(net.Attachable, true);
     assert.deepEqual(net.Labels, { team: "a" });
 
-    const sub = await api.call("POST", "/networks/create", {
+    // Shoal's subnets are loopback ones (see the allocator's ipam.ts).
+    const outside = await api.call("POST", "/networks/create", {
       Name: "front",
       IPAM: { Config: [{ Subnet: "10.9.0.0/24" }] },
     });
+    assert.equal(outside.status, 400);
+    assert.match(
+      outside.body.message,
+      /^invalid subnet 10\.9\.0\.0\/24: .* inside 127\.0\.0\.0\/8/,
+    );
+    const sub = await api.call("POST", "/networks/create", {
+      Name: "front",
+      IPAM: { Config: [{ Subnet: "127.9.0.0/24" }] },
+    });
     assert.equal(sub.status, 201);
     assert.deepEqual((await api.call("GET", "/networks/front")).body.IPAM.Config, [
-      { Subnet: "10.9.0.0/24" },
-    ]);
+      { Subnet: "127.9.0.0/24" },
+    ], "asked for (no allocator runs here)");
 
     const names = async (f: Record<string, string[]>) =>
       (await api.call("GET", `/networks?filters=${filters(f)}`)).body.map((n: { Name: string }) =>

@@ -9,11 +9,14 @@
  * - converged services match their spec: a replicated service runs one task per slot on nodes
  *   that can take it, a global service one per eligible node (slots whose restart policy gave up
  *   excepted);
+ * - jobs: a replicated job never has more than max-concurrent tasks of its current run under way,
+ *   nor more completions than its total, nor two completions in one slot; a global job completes
+ *   at most once per node and run;
  * - replaying the log from scratch gives the same state, byte for byte.
  *
  * @module
  */
-import { type ShoalEvent, TaskState } from "../../events/schema.ts";
+import { NetworkSpec, type ShoalEvent, TaskState } from "../../events/schema.ts";
 import { applyBatch, ClusterState } from "../../actors/state.ts";
 import { snapshot } from "../../actors/snapshot.ts";
 import { ControlLoop } from "../_harness/control_loop.ts";
@@ -21,6 +24,13 @@ import { SeededRandom } from "../_harness/cluster_history.ts";
 import { checkInvariants } from "../_harness/invariants.ts";
 import { ev, meta, serviceSpec } from "../_harness/events.ts";
 import type { Projection } from "../../actors/manager.ts";
+import type { ServiceRecord } from "../../actors/state.ts";
+
+/** The networks every run has: one with an automatic subnet, one with a small asked-for one. */
+const NETWORKS: readonly (readonly [string, string])[] = [
+  ["net-a", ""],
+  ["net-b", "127.200.0.0/24"],
+];
 
 /** What one seed's run found. */
 export interface ControlSeedResult {
@@ -49,6 +59,16 @@ export function runControlSeed(
       const id = `node${i}`;
       nodes.push(id);
       boot.push(ev.nodeRegistered(id, id), status(id, "ready"));
+    }
+    // Two networks for the allocator's IPAM (every settled state is checked for an address held
+    // twice); services join them by their serial, so the random stream is unchanged.
+    for (const [id, subnet] of NETWORKS) {
+      boot.push({
+        type: "NetworkCreated",
+        v: 1,
+        data: { id, spec: NetworkSpec.parse({ name: id, subnet }) },
+        meta: meta("user"),
+      });
     }
     c.apply(boot, "test");
     c.settle();
@@ -90,12 +110,20 @@ function act(c: ControlLoop, rnd: SeededRandom, nodes: string[], next: () => num
   const services = [...s.services.values()];
   const roll = rnd.int(100);
   if (services.length === 0 || roll < 15) {
-    const name = `svc${next()}`;
-    const global = rnd.chance(0.2);
+    const serial = next();
+    const name = `svc${serial}`;
+    const kind = rnd.pick(["global", "global", "replicated-job", "global-job"]);
+    const global = rnd.chance(0.3) ? kind : undefined;
+    const mode = global === "replicated-job"
+      ? { kind: global, maxConcurrent: 1 + rnd.int(3), totalCompletions: 1 + rnd.int(6) }
+      : global === undefined
+      ? undefined
+      : { kind: global };
     const spec = serviceSpec(name, global ? 0 : 1 + rnd.int(6), {
-      ...(global ? { mode: { kind: "global" } } : {}),
+      ...(mode ? { mode } : {}),
       task: {
         runtime: { kind: "process", command: "/bin/app" },
+        networks: NETWORKS.slice(0, serial % 3).map(([target]) => ({ target })),
         restart: {
           condition: rnd.pick(["any", "on-failure", "none"]),
           delay: rnd.pick([0, 0, 2_000]),
@@ -214,6 +242,7 @@ function check(c: ControlLoop): void {
     const usable = [...s.nodes.values()].filter((n) =>
       n.status.state === "ready" && n.spec.availability === "active" && !c.silent.has(n.id)
     );
+    checkJob(c, svc);
     if (usable.length === 0 || svc.updateStatus?.state === "updating") continue;
     const mode = svc.spec.mode;
     if (mode.kind === "replicated") {
@@ -228,6 +257,34 @@ function check(c: ControlLoop): void {
       if (slots.size !== mode.replicas) {
         throw new Error(`${svc.spec.name}: ${slots.size} slots, want ${mode.replicas}`);
       }
+    }
+  }
+}
+
+/** The limits a job keeps in every settled state, whatever happened to its nodes. */
+function checkJob(c: ControlLoop, svc: ServiceRecord): void {
+  const mode = svc.spec.mode;
+  if (mode.kind !== "replicated-job" && mode.kind !== "global-job") return;
+  let underWay = 0;
+  const completed = new Map<string, number>();
+  for (const t of c.state.tasksOf(svc.id)) {
+    if ((t.jobIteration ?? 0) !== (svc.jobIteration ?? 0)) continue;
+    const key = t.slot > 0 ? `slot ${t.slot}` : `node ${t.nodeId}`;
+    if (t.status.state === TaskState.complete) {
+      completed.set(key, (completed.get(key) ?? 0) + 1);
+      if (completed.get(key)! > 1) throw new Error(`${svc.spec.name}: ${key} completed twice`);
+    } else if (t.desiredState <= TaskState.complete && t.status.state <= TaskState.running) {
+      underWay++;
+    }
+  }
+  if (mode.kind === "replicated-job") {
+    if (underWay > mode.maxConcurrent) {
+      throw new Error(`${svc.spec.name}: ${underWay} tasks under way, max ${mode.maxConcurrent}`);
+    }
+    if (completed.size > mode.totalCompletions) {
+      throw new Error(
+        `${svc.spec.name}: ${completed.size} completions, total ${mode.totalCompletions}`,
+      );
     }
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { resolve } from "../../actors/lookup.ts";
+import { ingressNetwork, usesIngress } from "../../actors/entities/network.ts";
 import { empty, json, readJson } from "../http.ts";
 import type { Router } from "../router.ts";
 import { createdId, type DockerApiContext, requireSwarm, run } from "./context.ts";
@@ -22,8 +23,10 @@ export function addNetworkRoutes(router: Router, ctx: DockerApiContext): void {
     requireSwarm(ctx);
     const f = Filters.fromUrl(url, NETWORK_FILTERS);
     const used = new Set<string>();
+    const ingress = ingressNetwork(state());
     for (const svc of state().services.values()) {
       for (const n of svc.spec.task.networks) used.add(n.target);
+      if (ingress !== undefined && usesIngress(svc.spec)) used.add(ingress.id);
     }
     const out = [];
     for (const n of state().networks.values()) {

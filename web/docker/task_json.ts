@@ -15,11 +15,13 @@ import { taskStateName } from "../../events/schema.ts";
 import type { ClusterState, TaskRecord } from "../../actors/state.ts";
 import { compact, meta, nonBlank, nonEmpty, nonZero, rfc3339 } from "./fields.ts";
 import { portToDocker, taskSpecToDocker } from "./service_json.ts";
+import { networkAttachmentsToDocker } from "./network_json.ts";
 
 /** The name `docker service ps` shows: `service.slot`, or `service.node` for global services. */
 export function taskName(state: ClusterState, task: TaskRecord): string {
   const service = state.services.get(task.serviceId)?.spec.name ?? task.serviceId;
-  return `${service}.${task.slot > 0 ? task.slot : task.nodeId}`;
+  const slot = dockerSlot(state, task);
+  return `${service}.${slot > 0 ? slot : task.nodeId}`;
 }
 
 /** A task as Docker's `GET /tasks/{id}` shows it. */
@@ -35,7 +37,7 @@ export function taskToDocker(state: ClusterState, task: TaskRecord) {
       ? { ...taskSpecToDocker(spec), ContainerSpec: { Image: spec.runtime.command } }
       : taskSpecToDocker(spec),
     ServiceID: task.serviceId,
-    Slot: nonZero(task.slot),
+    Slot: nonZero(dockerSlot(state, task)),
     NodeID: nonBlank(task.nodeId),
     Status: compact({
       Timestamp: rfc3339(st.timestamp),
@@ -50,5 +52,17 @@ export function taskToDocker(state: ClusterState, task: TaskRecord) {
       PortStatus: compact({ Ports: nonEmpty(st.ports?.map(portToDocker)) }),
     }),
     DesiredState: taskStateName(task.desiredState),
+    NetworksAttachments: nonEmpty(networkAttachmentsToDocker(state, task.networks ?? [])),
+    JobIteration: task.jobIteration === undefined ? undefined : { Index: task.jobIteration },
   });
+}
+
+/**
+ * The slot Docker shows. A replicated job's slots are 0-based in SwarmKit (0 to
+ * TotalCompletions-1) and Docker's CLI relies on it (its job progress walks slots from 0), while
+ * Shoal numbers every replicated slot from 1: a job's slot is shown one lower.
+ */
+export function dockerSlot(state: ClusterState, task: TaskRecord): number {
+  const mode = state.services.get(task.serviceId)?.spec.mode.kind;
+  return mode === "replicated-job" && task.slot > 0 ? task.slot - 1 : task.slot;
 }

@@ -49,7 +49,11 @@ Deno.test("allocator moves new tasks to pending once their service's endpoint is
   });
   f.ok(ev.taskCreated("t1", "s1", v));
   const first = allocate(f.state, ctx);
-  assert.deepEqual(first.map((e) => e.type), ["ServiceEndpointAllocated"], "the endpoint first");
+  assert.deepEqual(
+    first.map((e) => e.type),
+    ["NetworkCreated", "NetworkAllocated", "ServiceEndpointAllocated"],
+    "the ingress network and the endpoint first",
+  );
   f.ok(...first);
   const second = allocate(f.state, ctx);
   assert.deepEqual(second.map((e) => e.type), ["TaskAllocated"]);
@@ -58,6 +62,15 @@ Deno.test("allocator moves new tasks to pending once their service's endpoint is
   assert.equal(t.status.state, TaskState.pending);
   assert.equal(t.status.message, "pending task scheduling");
   assert.equal(t.ports[0].publishedPort, 30000);
+  // Publishing through the routing mesh puts the service and its task on the ingress network.
+  const ingress = f.state.networks.get("x")!;
+  assert.equal(ingress.spec.ingress, true);
+  assert.equal(ingress.subnet, "127.1.0.0/16");
+  assert.deepEqual(f.state.services.get("s1")!.endpoint!.virtualIPs, [
+    { networkId: "x", addr: "127.1.0.2" },
+  ]);
+  assert.deepEqual(t.networks, [{ networkId: "x", addr: "127.1.0.3" }]);
+  assert.deepEqual(t.addresses, ["127.1.0.3"]);
 });
 
 Deno.test("an explicitly published ingress port belongs to one service", () => {
