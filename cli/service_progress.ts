@@ -309,7 +309,8 @@ class ReplicatedJobUpdater implements Updater {
     for (const slot of [...bySlot.keys()].sort((a, b) => a - b)) {
       const t = bySlot.get(slot)!;
       if (this.#total <= MAX_PROGRESS_BARS) {
-        taskLine(out, `${slot}/${this.#total}`, t, MAX_JOB_PROGRESS);
+        // Job slots are 0-based, as in SwarmKit: the bar of slot 0 is 1/N.
+        taskLine(out, `${slot + 1}/${this.#total}`, t, MAX_JOB_PROGRESS);
       }
       if (num(t.Status.State) < NUMBERED.complete) active++;
       if (t.Status.State === "complete") complete++;

@@ -4,13 +4,22 @@
  * compares what should run with what runs, and acts (SwarmKit's agent worker).
  *
  * - A task assigned here is prepared (up to ready) at once; it starts only when its desired state
- *   is running (a restart delay or a stop-first update keeps it at ready), and is stopped when its
- *   desired state goes past running. The agent never takes a task beyond its desired state.
+ *   is running, or complete for a job's task (a restart delay or a stop-first update keeps it at
+ *   ready), and is stopped when its desired state goes past that (shutdown, remove). The agent
+ *   never takes a task beyond its desired state.
  * - Status reports are batched: every change waiting when a flush starts goes out in one
  *   proposal, so a burst of starts is a few log entries, not hundreds (DESIGN.md contract 6).
- * - After the agent itself restarted, tasks the log says run here but that have no executor are
- *   reported failed ("the node restarted"), and a process they left behind is killed; the
- *   orchestrator then restarts them under their policy.
+ * - After the agent itself restarted, its first pass looks at the tasks the log says run here
+ *   but that have no executor. A task whose program is still there and can be taken over is
+ *   **adopted** (`adopt`: the Docker executor takes over the task's container, found by its
+ *   labels, whether it still runs or ended meanwhile, and reports how it is doing); then
+ *   `afterFirstPass` removes whatever was left that nobody adopted (containers of tasks that were
+ *   removed or moved while the agent was away). A task that cannot be adopted is reported failed
+ *   ("the node restarted") after `reapLeftover` killed what it left behind, and the orchestrator
+ *   restarts it under its policy. Process tasks are never adopted: a process that is not the
+ *   agent's child cannot be waited for, so its exit code, which decides between complete and
+ *   failed (a job's completion), would be lost; the process executor's pid file lets
+ *   `reapLeftover` kill it instead (process.ts, `reapLeftoverProcess`).
  *
  * The agent talks to the managers through an {@linkcode AgentSession}: in one process that is
  * the manager itself ({@linkcode LocalSession}); across machines it is the dispatcher protocol.
@@ -28,6 +37,7 @@ import type { ClusterState, TaskRecord } from "../state.ts";
 import { BatchRejectedError, type Manager } from "../manager.ts";
 import type { Executor, ExecutorTask } from "./executor.ts";
 import type { Logger } from "../runtime.ts";
+import { taskAddressing } from "./task_addressing.ts";
 
 /** One task this node should run, with all it needs. */
 export interface Assignment {
@@ -64,6 +74,17 @@ export interface AgentOptions {
   executors: ExecutorFactory;
   /** Kills what a task left running before this agent started (the process executor's pid file). */
   reapLeftover?: (taskId: string) => Promise<void>;
+  /**
+   * On the first pass only: takes over what an earlier run of the agent left of a task that
+   * should still run here, returning its executor (already following the program), or undefined
+   * when there is nothing to take over.
+   */
+  adopt?: (
+    task: ExecutorTask,
+    onStatus: (status: TaskStatus) => void,
+  ) => Promise<Executor | undefined>;
+  /** After the first pass, with the tasks adopted: cleans up what nobody adopted. */
+  afterFirstPass?: (adopted: ReadonlySet<string>) => Promise<void>;
   logger?: Logger;
 }
 
@@ -81,6 +102,10 @@ export class Agent {
   #flushing: Promise<void> | undefined;
   #unsubscribe: (() => void) | undefined;
   #reconcileQueued = false;
+  #reconciling = false;
+  /** Tasks reported lost after a restart, not yet gone from the assignments. */
+  #lost = new Set<string>();
+  #reconcileAgain = false;
   #stopped = false;
   #firstPass = true;
 
@@ -116,12 +141,33 @@ export class Agent {
     await this.#flushing;
   }
 
+  /**
+   * Runs a reconcile pass soon. Passes never overlap: one asked for while another runs (which
+   * may wait on an executor or on Docker) runs after it, so no task is launched twice.
+   */
   #queueReconcile(): void {
-    if (this.#reconcileQueued || this.#stopped) return;
+    if (this.#stopped) return;
+    if (this.#reconciling) {
+      this.#reconcileAgain = true;
+      return;
+    }
+    if (this.#reconcileQueued) return;
     this.#reconcileQueued = true;
-    queueMicrotask(() => {
+    queueMicrotask(async () => {
       this.#reconcileQueued = false;
-      if (!this.#stopped) void this.#reconcile();
+      if (this.#stopped) return;
+      this.#reconciling = true;
+      try {
+        await this.#reconcile();
+      } catch (err) {
+        this.#opts.logger?.error(`agent: reconciling failed: ${err}`);
+      } finally {
+        this.#reconciling = false;
+      }
+      if (this.#reconcileAgain) {
+        this.#reconcileAgain = false;
+        this.#queueReconcile();
+      }
     });
   }
 
@@ -129,6 +175,7 @@ export class Agent {
     const assignments = this.#opts.session.assignments();
     const first = this.#firstPass;
     this.#firstPass = false;
+    if (first) await this.#adoptLeftovers(assignments);
     const wanted = new Set<string>();
     for (const { task, executorTask } of assignments) {
       wanted.add(task.id);
@@ -136,7 +183,7 @@ export class Agent {
       const observed = task.status.state;
       if (run === undefined) {
         if (isTerminalTaskState(observed)) continue;
-        if (task.desiredState > TaskState.running) {
+        if (task.desiredState > TaskState.complete) {
           // Never started here (or lost with a restart): it is simply shut down.
           await this.#opts.reapLeftover?.(task.id);
           this.#enqueue(task.id, {
@@ -147,7 +194,11 @@ export class Agent {
           });
           continue;
         }
-        if (first && observed >= TaskState.accepted) {
+        if (observed >= TaskState.accepted) {
+          // Past accepted, yet this agent never ran it: an earlier agent did, and what it left
+          // could not be adopted. Reported once (the report may take a while to commit).
+          if (this.#lost.has(task.id)) continue;
+          this.#lost.add(task.id);
           await this.#opts.reapLeftover?.(task.id);
           this.#enqueue(task.id, {
             state: TaskState.failed,
@@ -160,23 +211,64 @@ export class Agent {
         this.#launch(task, executorTask);
         continue;
       }
-      if (task.desiredState > TaskState.running) {
+      if (task.desiredState > TaskState.complete) {
         if (!run.stopping) {
           run.stopping = true;
           void run.executor.stop().catch((err) =>
             this.#opts.logger?.error(`agent: stopping task ${task.id} failed: ${err}`)
           );
         }
-      } else if (task.desiredState === TaskState.running && !run.started) {
+      } else if (shouldRun(task) && !run.started) {
         this.#startWhenReady(task.id, run);
       }
     }
     // Tasks no longer assigned here (removed from the state): stop and forget them.
+    for (const id of this.#lost) if (!wanted.has(id)) this.#lost.delete(id);
     for (const [id, run] of this.#running) {
       if (wanted.has(id)) continue;
       this.#running.delete(id);
       void run.executor.remove().catch(() => {});
     }
+  }
+
+  /**
+   * The first pass after a start: adopts what an earlier agent left of the tasks that should
+   * still run here, then lets `afterFirstPass` clean up the rest, before anything new starts
+   * (a new container must not meet an old one of the same name).
+   */
+  async #adoptLeftovers(assignments: readonly Assignment[]): Promise<void> {
+    const adopted = new Set<string>();
+    for (const { task, executorTask } of assignments) {
+      const observed = task.status.state;
+      if (observed < TaskState.accepted || isTerminalTaskState(observed)) continue;
+      if (await this.#adopt(task, executorTask)) adopted.add(task.id);
+    }
+    await this.#opts.afterFirstPass?.(adopted).catch((err) =>
+      this.#opts.logger?.error(`agent: cleaning up after restart failed: ${err}`)
+    );
+  }
+
+  /** Takes over what an earlier agent left of a task; returns whether it did. */
+  async #adopt(task: TaskRecord, executorTask: ExecutorTask): Promise<boolean> {
+    if (this.#opts.adopt === undefined || !shouldRun(task)) return false;
+    let executor: Executor | undefined;
+    try {
+      executor = await this.#opts.adopt(executorTask, (status) => this.#enqueue(task.id, status));
+    } catch (err) {
+      this.#opts.logger?.error(`agent: adopting task ${task.id} failed: ${err}`);
+      return false;
+    }
+    if (executor === undefined) return false;
+    const run: Running = {
+      executor,
+      started: executor.status.state >= TaskState.starting,
+      stopping: false,
+    };
+    this.#running.set(task.id, run);
+    this.#opts.logger?.info(`agent: adopted task ${task.id} (${executor.status.message})`);
+    // The pass that adopted it goes on to start it (if it was only created) or stop it.
+    executor.wait().then(() => this.#finished(task.id), () => this.#finished(task.id));
+    return true;
   }
 
   #launch(task: TaskRecord, executorTask: ExecutorTask): void {
@@ -227,6 +319,11 @@ export class Agent {
     }
     this.#flushing = undefined;
   }
+}
+
+/** Whether a task is asked to run: desired running, or complete for a job's task. */
+function shouldRun(task: TaskRecord): boolean {
+  return task.desiredState === TaskState.running || task.desiredState === TaskState.complete;
 }
 
 /**
@@ -306,6 +403,7 @@ export function assignmentsFor(state: ClusterState, nodeId: string): Assignment[
         spec,
         secretData,
         configData,
+        addressing: taskAddressing(state, task),
       },
     });
   }

@@ -180,3 +180,107 @@ Deno.test("Agent after a restart fails the tasks it lost and kills their leftove
   await first.stop();
   await manager.stop();
 });
+
+Deno.test("Agent after a restart adopts what it can take over, and cleans up the rest", async () => {
+  const { manager, reaped, makeAgent } = await cluster();
+  const session = new CuttableSession(new LocalSession(manager, "n1"));
+  const first = makeAgent(session);
+  first.start();
+  await manager.execute({ kind: "CreateService", spec: service("db", 2) }, { by: "user" });
+  const svc = manager.state.serviceByName("db")!;
+  const running = await until("2 running", () => {
+    const r = [...manager.state.tasksOf(svc.id)].filter((t) =>
+      t.status.state === TaskState.running
+    );
+    return r.length === 2 && r;
+  });
+  session.cut = true;
+  // The new agent can take over one task (its program is still there), not the other.
+  const [kept, lost] = running;
+  const cleanedUp: string[][] = [];
+  let launches = 0;
+  const second = new Agent({
+    nodeId: "n1",
+    session: new LocalSession(manager, "n1"),
+    executors: (_task, onStatus) => {
+      launches++;
+      return new FakeExecutor({ onStatus, behaviour: { runsUntilStopped: true } });
+    },
+    reapLeftover: (id) => {
+      reaped.push(id);
+      return Promise.resolve();
+    },
+    // Taking over: an executor following the program that still runs (here, a fake one).
+    adopt: async (task, onStatus) => {
+      if (task.id !== kept.id) return undefined;
+      const e = new FakeExecutor({ onStatus, behaviour: { runsUntilStopped: true } });
+      await e.prepare(task);
+      await e.start();
+      return e;
+    },
+    afterFirstPass: (adopted) => {
+      cleanedUp.push([...adopted]);
+      return Promise.resolve();
+    },
+  });
+  second.start();
+  await until(
+    "the task not adopted reported failed",
+    () => manager.state.tasks.get(lost.id)!.status.state === TaskState.failed,
+  );
+  await until(
+    "its replacement running",
+    () =>
+      [...manager.state.tasksOf(svc.id)].filter((t) =>
+        t.status.state === TaskState.running && t.desiredState === TaskState.running
+      ).length === 2,
+  );
+  assert.equal(manager.state.tasks.get(kept.id)!.status.state, TaskState.running, "adopted");
+  assert.ok(second.runningTasks.includes(kept.id));
+  assert.deepEqual(cleanedUp, [[kept.id]], "cleanup once, told what was adopted");
+  assert.deepEqual(reaped, [lost.id], "only the lost task's leftover is killed");
+  assert.equal(launches, 1, "only the replacement is launched");
+  // The adopted task is stopped like any other when asked.
+  await manager.execute({ kind: "ScaleService", service: "db", replicas: 0 }, { by: "user" });
+  await until("the adopted task stopped", () =>
+    manager.state.tasks.get(kept.id) === undefined ||
+    manager.state.tasks.get(kept.id)!.status.state === TaskState.shutdown);
+  await second.stop();
+  await first.stop();
+  await manager.stop();
+});
+
+Deno.test("Agent runs a job's task (desired complete) to completion", async () => {
+  const { manager, executors, makeAgent } = await cluster();
+  const agent = makeAgent();
+  agent.start();
+  await manager.execute({
+    kind: "CreateService",
+    spec: ServiceSpec.parse({
+      name: "job",
+      task: { runtime: { kind: "process", command: "/bin/app" } },
+      mode: { kind: "replicated-job", maxConcurrent: 1, totalCompletions: 2 },
+    }),
+  }, { by: "user" });
+  const svc = manager.state.serviceByName("job")!;
+  for (let n = 1; n <= 2; n++) {
+    const t = await until(
+      `job task ${n} running`,
+      () =>
+        [...manager.state.tasksOf(svc.id)].find((t) =>
+          t.status.state === TaskState.running && t.desiredState === TaskState.complete
+        ),
+    );
+    executors.find((e) => e.task?.id === t.id)!.exit(0);
+    await until(
+      `job task ${n} complete`,
+      () => manager.state.tasks.get(t.id)!.status.state === TaskState.complete,
+    );
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  const tasks = [...manager.state.tasksOf(svc.id)];
+  assert.equal(tasks.length, 2);
+  assert.ok(tasks.every((t) => t.status.state === TaskState.complete));
+  await agent.stop();
+  await manager.stop();
+});

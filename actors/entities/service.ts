@@ -15,6 +15,7 @@ import { type DecideContext, userMeta } from "./decide_context.ts";
 import { type ApplyContext, type ClusterState, type ServiceRecord, specKey } from "../state.ts";
 import { EventRejected } from "./rejection.ts";
 import { equalData } from "../equal.ts";
+import { checkAddresses } from "./network.ts";
 
 type ServiceEvent = EventOf<
   | "ServiceCreated"
@@ -40,7 +41,12 @@ export function applyServiceEvent(
     checkName(state, spec.name, data.id);
     checkReferences(state, spec);
     checkPorts(state, spec, data.id);
-    state.services.put({ ...ctx.created(data.id), spec, specVersion: ctx.index });
+    state.services.put({
+      ...ctx.created(data.id),
+      spec,
+      specVersion: ctx.index,
+      ...(isJob(spec) ? { jobIteration: 0, lastExecution: ctx.at } : {}),
+    });
     addSpecRef(state, data.id, ctx.index, spec.task);
     return;
   }
@@ -77,9 +83,10 @@ export function applyServiceEvent(
         specVersion,
         previousSpec: service.spec,
         previousSpecVersion: service.specVersion,
-        updateStatus: templateChanged
+        updateStatus: templateChanged && !isJob(spec)
           ? { state: "updating", startedAt: ctx.at, completedAt: 0, message: "update in progress" }
           : service.updateStatus,
+        ...nextJobRun(service, ctx.at),
       };
       break;
     }
@@ -98,12 +105,15 @@ export function applyServiceEvent(
         specVersion: service.previousSpecVersion,
         previousSpec: undefined,
         previousSpecVersion: undefined,
-        updateStatus: service.previousSpecVersion === service.specVersion ? service.updateStatus : {
-          state: "rollback_started",
-          startedAt: ctx.at,
-          completedAt: 0,
-          message: "manually requested rollback",
-        },
+        updateStatus: service.previousSpecVersion === service.specVersion || isJob(service.spec)
+          ? service.updateStatus
+          : {
+            state: "rollback_started",
+            startedAt: ctx.at,
+            completedAt: 0,
+            message: "manually requested rollback",
+          },
+        ...nextJobRun(service, ctx.at),
       };
       break;
     }
@@ -111,6 +121,12 @@ export function applyServiceEvent(
       next = { ...service, updateStatus: event.data.updateStatus };
       break;
     case "ServiceEndpointAllocated":
+      checkAddresses(
+        state,
+        service.id,
+        `service ${service.spec.name}`,
+        event.data.endpoint.virtualIPs ?? [],
+      );
       next = { ...service, endpoint: event.data.endpoint };
       break;
     case "ServiceRemoved":
@@ -122,6 +138,23 @@ export function applyServiceEvent(
       return;
   }
   state.services.put(ctx.touched(next));
+}
+
+/** Whether a spec is a job (replicated-job or global-job): its tasks run to completion. */
+export function isJob(spec: ServiceSpec): boolean {
+  return spec.mode.kind === "replicated-job" || spec.mode.kind === "global-job";
+}
+
+/**
+ * SwarmKit's `JobStatus` after an update or rollback of a job: every change re-runs the job
+ * (`service update --force` included), so the iteration goes up by one and the run starts now.
+ */
+function nextJobRun(
+  service: ServiceRecord,
+  at: number,
+): Pick<ServiceRecord, "jobIteration" | "lastExecution"> {
+  if (!isJob(service.spec)) return {};
+  return { jobIteration: (service.jobIteration ?? 0) + 1, lastExecution: at };
 }
 
 function checkName(state: ClusterState, name: string, id: string): void {

@@ -85,7 +85,8 @@ export class ControlLoop {
       const node = this.state.nodes.get(t.nodeId);
       if (node === undefined || node.status.state !== "ready") continue;
       let to: TaskStateValue | undefined;
-      if (t.desiredState > TaskState.running) to = TaskState.shutdown;
+      // Desired complete (a job's task) runs like running; a test ends it with `exit`.
+      if (t.desiredState > TaskState.complete) to = TaskState.shutdown;
       else if (t.status.state < t.desiredState) {
         to = t.desiredState === TaskState.ready ? TaskState.ready : TaskState.running;
       }

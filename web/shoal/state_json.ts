@@ -167,7 +167,9 @@ function serviceView(state: ClusterState, s: ServiceRecord): ServiceView {
   for (const t of state.tasksOf(s.id)) {
     total++;
     if (t.desiredState <= TaskState.running) meant++;
-    if (t.desiredState === TaskState.running && t.status.state === TaskState.running) running++;
+    // A job's task runs with desired state complete.
+    if (t.desiredState === TaskState.complete && t.status.state < TaskState.complete) meant++;
+    if (t.desiredState <= TaskState.complete && t.status.state === TaskState.running) running++;
   }
   const desired = mode.kind === "replicated"
     ? mode.replicas

@@ -15,7 +15,8 @@
  *   `.node.id`, and `com.docker.swarm.task`), plus `io.shoal.*` labels that say Shoal made it,
  *   which {@linkcode adoptOrRemove} looks for (a real swarm on the same daemon also uses the
  *   `com.docker.swarm.*` ones). `command` becomes the entrypoint and `args` the command, as in
- *   SwarmKit; `env` (only `KEY=VALUE` entries), then `SHOAL_TASK_ID`, `SHOAL_TASK_NAME`,
+ *   SwarmKit; `env` (only `KEY=VALUE` entries), then the addressing variables of
+ *   task_addressing.ts (`SHOAL_SERVICE_<NAME>_HOST`, `SHOAL_TASK_ADDR`), `SHOAL_TASK_ID`, `SHOAL_TASK_NAME`,
  *   `SHOAL_TASK_SLOT`, `SHOAL_SERVICE_ID`, `SHOAL_SERVICE_NAME` and `SHOAL_NODE_ID`; hostname,
  *   user, working directory, mounts, stop signal and grace period, health check, CPU and memory
  *   limits, the `json-file` log driver with the process runtime's rotation (10 MB × 3), and no
@@ -81,6 +82,7 @@ import {
   isHealthCheckEnabled,
   type ProbeResult,
 } from "../health.ts";
+import { addressingEnv } from "../task_addressing.ts";
 import type { LogLine, LogReadOptions, LogStream } from "../log_capture.ts";
 import {
   fileTarget,
@@ -125,6 +127,11 @@ export interface DockerExecutorOptions extends ExecutorOptions {
   pullTimeoutMs?: number;
   /** How often Docker's health status is read while a check runs. Default: min(interval, 1 s). */
   healthPollMs?: number;
+  /**
+   * Name servers for the container's resolv.conf (`HostConfig.Dns`): the node's mesh resolver
+   * (`node/mesh`), which answers service names. Default: Docker's (the host's).
+   */
+  dns?: readonly string[];
 }
 
 /** Default time a pull may take. */
@@ -234,7 +241,7 @@ export class DockerExecutor implements Executor {
     this.#dir = dir;
     await prepareTaskDir(dir, task);
     await ownFiles(dir, task);
-    const body = containerBody(task, dir, settings);
+    const body = containerBody(task, dir, settings, this.#options.dns);
     const containerId = await this.#create(taskName(task), task.id, body);
     this.#containerId = containerId;
     if (this.#removed) {
@@ -664,12 +671,15 @@ export function containerBody(
   task: ExecutorTask,
   dir: TaskDir,
   settings: RuntimeSettings = runtimeSettings(task),
+  dns: readonly string[] = [],
 ): ContainerCreateBody {
   const runtime = task.spec.runtime;
   if (runtime.kind !== "container") {
     throw new TaskFailure(`task: the Docker executor cannot run a ${runtime.kind} task`);
   }
   const env = runtime.env.filter((entry) => entry.indexOf("=") > 0);
+  // Host networking: the container can bind its task address as a process does.
+  for (const [k, v] of Object.entries(addressingEnv(task.addressing))) env.push(`${k}=${v}`);
   env.push(
     `SHOAL_TASK_ID=${task.id}`,
     `SHOAL_TASK_NAME=${taskName(task)}`,
@@ -743,6 +753,7 @@ export function containerBody(
     OpenStdin: false,
     HostConfig: {
       NetworkMode: "host",
+      ...(dns.length > 0 ? { Dns: [...dns] } : {}),
       Mounts: mounts,
       RestartPolicy: { Name: "no" },
       LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
@@ -924,11 +935,23 @@ export async function adoptOrRemove(
       adopted.push(container);
       continue;
     }
-    await api.removeContainer(info.Id, { force: true, volumes: true });
-    if (options.root !== undefined && /^[0-9a-z]+$/.test(container.taskId)) {
-      await removeTaskDir(taskDirPaths(options.root, container.taskId)).catch(() => {});
-    }
+    await removeLeftover(api, container, options.root);
     removed.push(container);
   }
   return { adopted, removed };
+}
+
+/**
+ * Removes a container an earlier agent left (force, with its anonymous volumes) and, given
+ * `root`, its task's directory. A container already gone is not an error.
+ */
+export async function removeLeftover(
+  api: DockerApi,
+  container: LeftoverContainer,
+  root?: string,
+): Promise<void> {
+  await api.removeContainer(container.id, { force: true, volumes: true });
+  if (root !== undefined && /^[0-9a-z]+$/.test(container.taskId)) {
+    await removeTaskDir(taskDirPaths(root, container.taskId)).catch(() => {});
+  }
 }

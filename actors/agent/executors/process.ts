@@ -6,9 +6,11 @@
  * - a private directory per task (see task_dir.ts), the default working directory and `HOME`;
  * - secrets and configs as files there, named in `SHOAL_SECRETS_DIR` and `SHOAL_CONFIGS_DIR`;
  * - a clean environment: `PATH` (the agent's), `HOME`, the task's `env` (`KEY=VALUE` entries; a
- *   bare `KEY` is ignored, so the agent's own variables never leak in), then `SHOAL_TASK_ID`,
- *   `SHOAL_TASK_NAME`, `SHOAL_TASK_SLOT`, `SHOAL_SERVICE_ID`, `SHOAL_SERVICE_NAME`,
- *   `SHOAL_NODE_ID`, `SHOAL_SECRETS_DIR` and `SHOAL_CONFIGS_DIR`;
+ *   bare `KEY` is ignored, so the agent's own variables never leak in), then
+ *   `SHOAL_SERVICE_<NAME>_HOST` for each service it can reach and `SHOAL_TASK_ADDR`, the address
+ *   to bind (task_addressing.ts), then `SHOAL_TASK_ID`, `SHOAL_TASK_NAME`, `SHOAL_TASK_SLOT`,
+ *   `SHOAL_SERVICE_ID`, `SHOAL_SERVICE_NAME`, `SHOAL_NODE_ID`, `SHOAL_SECRETS_DIR` and
+ *   `SHOAL_CONFIGS_DIR`;
  * - its own process group: the stop signal goes to the program, SIGKILL after the grace period
  *   goes to the whole group, and whatever the program leaves behind when it exits is killed, as a
  *   container's processes die with its init;
@@ -17,7 +19,11 @@
  *   healthy probe, and an unhealthy task is stopped and fails, as SwarmKit's Docker executor does.
  *
  * The program's pid is written to `<task dir>/pid` while it runs, so that after an agent restart
- * {@linkcode reapLeftoverProcess} can kill what was left (adopting it instead is not done yet). The program runs as the agent's user; limits are not enforced.
+ * {@linkcode reapLeftoverProcess} can kill what was left, and the agent reports the task failed
+ * ("the node restarted"); the orchestrator restarts it under its policy. A process is killed
+ * rather than adopted (containers are adopted): it is no longer the agent's child, so nothing can
+ * wait for it or learn its exit code, which decides between complete and failed (for a job, a
+ * completion). The program runs as the agent's user; limits are not enforced.
  *
  * @module
  */
@@ -54,6 +60,8 @@ import {
 import { signalGroup, signalProcess } from "../process_group.ts";
 import { resolveCommand, spawnErrorReason } from "../resolve_command.ts";
 import { prepareTaskDir, removeTaskDir, type TaskDir, taskDirPaths } from "../task_dir.ts";
+import { addressingEnv } from "../task_addressing.ts";
+import { privateNamesAvailable, withPrivateNames } from "../private_names.ts";
 
 /** Options of a {@linkcode ProcessExecutor}. */
 export interface ProcessExecutorOptions extends ExecutorOptions {
@@ -61,6 +69,11 @@ export interface ProcessExecutorOptions extends ExecutorOptions {
   root: string;
   /** Size and number of log files kept per task. Default 10 MiB × 3. */
   logRotation?: LogRotation;
+  /**
+   * Name servers (the node's mesh resolver): where the agent may (root, `unshare`), the task
+   * runs with a private `/etc/resolv.conf` naming them (private_names.ts).
+   */
+  dns?: readonly string[];
 }
 
 /** `PATH` for tasks when the agent has none. */
@@ -156,10 +169,21 @@ export class ProcessExecutor implements Executor {
     if (!resolved.ok) {
       throw new TaskFailure(`task: cannot start "${runtime.command}": ${resolved.reason}`);
     }
+    let run = { program: resolved.path, args: runtime.args };
+    const dns = this.#options.dns ?? [];
+    if (dns.length > 0 && await privateNamesAvailable()) {
+      run = await withPrivateNames({
+        dir: dir.path,
+        nameservers: dns,
+        hostname: taskName(task),
+        addr: env.SHOAL_TASK_ADDR ?? "127.0.0.1",
+        ...run,
+      });
+    }
     return {
       command: runtime.command,
-      program: resolved.path,
-      args: runtime.args,
+      program: run.program,
+      args: run.args,
       env,
       cwd,
       settings,
@@ -402,7 +426,7 @@ export function taskEnvironment(task: ExecutorTask, dir: TaskDir): Record<string
     const eq = entry.indexOf("=");
     if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
   }
-  return Object.assign(env, {
+  return Object.assign(env, addressingEnv(task.addressing), {
     SHOAL_TASK_ID: task.id,
     SHOAL_TASK_NAME: taskName(task),
     SHOAL_TASK_SLOT: String(task.slot),

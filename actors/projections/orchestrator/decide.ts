@@ -17,6 +17,15 @@
  * - **History**: each slot (or node) keeps at most the cluster's task history retention limit of
  *   tasks; older finished ones are deleted, and so are tasks asked to go (desired `remove`) once
  *   they have stopped.
+ * - **Jobs** run to completion: their tasks are created with desired state `complete`, and a task
+ *   that completed is never restarted (a restart condition of `any` acts as `on-failure`, as in
+ *   SwarmKit); one that failed is retried in its slot (or on its node) per the restart policy.
+ *   A replicated job runs at most `maxConcurrent` tasks at once until `totalCompletions` of them
+ *   completed, each in its own slot; a global job runs once on every eligible node, including
+ *   nodes that join later (Docker's documented behaviour; SwarmKit's code only counts nodes
+ *   created before the job's last run). Each update of a job is a new run (the service's
+ *   `jobIteration`, SwarmKit's JobIteration): tasks of earlier runs are shut down and the job
+ *   starts again from nothing. Jobs have no rolling update.
  *
  * Pure: time and ids come in `ctx`. At most `MAX_BATCH_EVENTS` events per call; the manager calls
  * again after they are applied.
@@ -83,6 +92,8 @@ class Plan {
   ): void {
     if (this.full) return;
     const startAfter = options.startAfter ?? 0;
+    // A job's task is asked to run to completion; a service's to keep running.
+    const run = isJobService(service) ? TaskState.complete : TaskState.running;
     this.events.push({
       type: "TaskCreated",
       v: 1,
@@ -92,8 +103,7 @@ class Plan {
         slot,
         nodeId,
         specVersion: service.specVersion,
-        desiredState: options.desired ??
-          (startAfter > this.ctx.now ? TaskState.ready : TaskState.running),
+        desiredState: options.desired ?? (startAfter > this.ctx.now ? TaskState.ready : run),
         attempt: options.attempt ?? 0,
         startAfter,
       },
@@ -172,7 +182,8 @@ export function orchestrate(state: ClusterState, ctx: ProjectionContext): ShoalE
     const mode = service.spec.mode.kind;
     if (mode === "replicated") reconcileReplicated(state, service, plan);
     else if (mode === "global") reconcileGlobal(state, service, plan);
-    // Jobs (replicated-job, global-job) are not run yet: their tasks are left as they are.
+    else if (mode === "replicated-job") reconcileReplicatedJob(state, service, plan);
+    else reconcileGlobalJob(state, service, plan);
     reapHistory(state, service.id, retention, plan);
   }
   reapOrphans(state, plan);
@@ -182,9 +193,20 @@ export function orchestrate(state: ClusterState, ctx: ProjectionContext): ShoalE
 // ---------------------------------------------------------------------------------------------
 // Shared rules
 
-/** A task the orchestrator still counts on: asked to be ready or running. */
+/** A task the orchestrator still counts on: asked to be ready or running (or, for a job, complete). */
 function isLive(t: TaskRecord): boolean {
-  return t.desiredState <= TaskState.running;
+  return t.desiredState <= TaskState.complete;
+}
+
+/** Whether a service is a job: its tasks run to completion. */
+function isJobService(service: ServiceRecord): boolean {
+  const kind = service.spec.mode.kind;
+  return kind === "replicated-job" || kind === "global-job";
+}
+
+/** The desired state that means "run": running for services, complete for jobs. */
+function runState(service: ServiceRecord): TaskStateValue {
+  return isJobService(service) ? TaskState.complete : TaskState.running;
 }
 
 /** A node whose tasks must be replaced elsewhere: gone, down, or drained. */
@@ -210,7 +232,8 @@ function restartPlan(
   const policy = state.taskSpec(dead).restart;
   const failed = dead.status.state !== TaskState.complete;
   if (policy.condition === "none") return undefined;
-  if (policy.condition === "on-failure" && !failed) return undefined;
+  // A job's task that completed is done: for jobs, `any` means `on-failure` (SwarmKit's rule).
+  if ((policy.condition === "on-failure" || isJobService(service)) && !failed) return undefined;
   const sameSpec = dead.specVersion === service.specVersion;
   const attempt = sameSpec ? dead.attempt + 1 : 0;
   if (policy.maxAttempts > 0 && sameSpec) {
@@ -235,6 +258,7 @@ function restartPlan(
 function slotTasks(state: ClusterState, task: TaskRecord): TaskRecord[] {
   const out: TaskRecord[] = [];
   for (const t of state.tasksOf(task.serviceId)) {
+    if (t.jobIteration !== task.jobIteration) continue; // a job's earlier runs do not count
     if (task.slot !== 0 ? t.slot === task.slot : t.nodeId === task.nodeId && t.slot === 0) {
       out.push(t);
     }
@@ -267,7 +291,8 @@ function tendLiveTask(
       : task.version;
     plan.desired(task, TaskState.shutdown, `${why}: replacing it`, cause);
     const slot = task.slot;
-    const nodeId = service.spec.mode.kind === "global" ? task.nodeId : "";
+    // Global services and jobs (slot 0) restart on the same node; replicated ones anywhere.
+    const nodeId = slot === 0 ? task.nodeId : "";
     if (lost !== undefined) {
       // Moved, not failed: no delay, not an attempt.
       if (nodeId === "") {
@@ -286,7 +311,7 @@ function tendLiveTask(
   if (
     task.desiredState === TaskState.ready && task.startAfter > 0 && task.startAfter <= plan.ctx.now
   ) {
-    plan.desired(task, TaskState.running, "restart delay elapsed", task.version);
+    plan.desired(task, runState(service), "restart delay elapsed", task.version);
   }
   return true;
 }
@@ -461,6 +486,159 @@ function globalIneligible(node: NodeRecord, spec: ServiceSpec): string | undefin
     return "scheduling constraints not satisfied";
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/**
+ * The tasks of a job's current run, by `key` (slot or node), not counting tasks being removed;
+ * tasks of earlier runs are asked to shut down (a running one stops; a finished one leaves the
+ * count and becomes history).
+ */
+function currentRun(
+  state: ClusterState,
+  service: ServiceRecord,
+  key: (t: TaskRecord) => string | number,
+  plan: Plan,
+): Map<string | number, TaskRecord[]> {
+  const iteration = service.jobIteration ?? 0;
+  const groups = new Map<string | number, TaskRecord[]>();
+  for (const t of state.tasksOf(service.id)) {
+    if (t.desiredState === TaskState.remove) continue;
+    if ((t.jobIteration ?? 0) !== iteration) {
+      plan.desired(
+        t,
+        TaskState.shutdown,
+        `job run ${iteration} replaces run ${t.jobIteration ?? 0}`,
+        service.version,
+      );
+      continue;
+    }
+    const k = key(t);
+    const list = groups.get(k);
+    if (list) list.push(t);
+    else groups.set(k, [t]);
+  }
+  return groups;
+}
+
+/**
+ * Where one slot (or node) of a job stands: `done` once a task completed; `active` while a task
+ * is on its way or was just restarted; `failed` when its last task ended and the restart policy
+ * gives up.
+ */
+function tendJobGroup(
+  state: ClusterState,
+  service: ServiceRecord,
+  list: readonly TaskRecord[],
+  slot: number,
+  nodeId: string,
+  plan: Plan,
+): "done" | "active" | "failed" {
+  if (list.some((t) => t.status.state === TaskState.complete)) return "done";
+  const live = list.filter((t) => isLive(t));
+  if (live.length > 0) {
+    for (const t of live) tendLiveTask(state, service, t, plan);
+    return "active";
+  }
+  // Every task of the group was stopped (it failed and was replaced, or its node went away):
+  // retry under the restart policy, which decides when the job gives up on this slot.
+  const newest = [...list].sort(newestFirst)[0];
+  const restart = restartPlan(state, service, newest, plan.ctx.now);
+  if (restart === undefined) return "failed";
+  plan.create(
+    service,
+    slot,
+    nodeId,
+    `job: retrying ${slot > 0 ? `slot ${slot}` : `on node ${nodeId}`}`,
+    newest.version,
+    restart,
+  );
+  return "active";
+}
+
+/**
+ * A replicated job: at most `maxConcurrent` tasks at once, each in a slot of its own, until
+ * `totalCompletions` slots hold a completed task (slots whose task failed for good count as
+ * finished, so a job whose restart policy gives up ends short of its total).
+ */
+function reconcileReplicatedJob(state: ClusterState, service: ServiceRecord, plan: Plan): void {
+  const mode = service.spec.mode;
+  if (mode.kind !== "replicated-job") return;
+  const slots = currentRun(state, service, (t) => t.slot, plan);
+  let done = 0;
+  let active = 0;
+  let failed = 0;
+  for (const [slot, list] of slots) {
+    if (plan.full) return;
+    const where = tendJobGroup(state, service, list, slot as number, "", plan);
+    if (where === "done") done++;
+    else if (where === "active") active++;
+    else failed++;
+  }
+  const wanted = Math.min(
+    mode.maxConcurrent - active,
+    mode.totalCompletions - done - failed - active,
+  );
+  let next = 1;
+  for (let n = 0; n < wanted && !plan.full; n++) {
+    while (slots.has(next)) next++;
+    slots.set(next, []);
+    plan.create(
+      service,
+      next,
+      "",
+      `job: ${done} of ${mode.totalCompletions} completed, ${
+        active + n
+      } of at most ${mode.maxConcurrent} running: slot ${next} starts`,
+      Math.max(service.version, newestVersion([...slots.values()].flat())),
+    );
+  }
+}
+
+/** A global job: one run to completion on every eligible node, nodes joining later included. */
+function reconcileGlobalJob(state: ClusterState, service: ServiceRecord, plan: Plan): void {
+  const byNode = currentRun(state, service, (t) => t.nodeId, plan);
+  for (const node of state.nodes.values()) {
+    if (plan.full) return;
+    const list = byNode.get(node.id) ?? [];
+    byNode.delete(node.id);
+    const why = globalIneligible(node, service.spec);
+    if (why !== undefined) {
+      for (const t of list) {
+        if (isLive(t) && !isTerminalTaskState(t.status.state)) {
+          plan.desired(
+            t,
+            TaskState.shutdown,
+            `node ${node.id}: ${why}`,
+            Math.max(node.version, service.version),
+          );
+        }
+      }
+      continue;
+    }
+    if (list.length === 0) {
+      if (node.spec.availability !== "active") continue; // paused: gets nothing new
+      plan.create(
+        service,
+        0,
+        node.id,
+        `node ${node.id} has not run this global job`,
+        Math.max(node.version, service.version),
+      );
+      continue;
+    }
+    tendJobGroup(state, service, list, 0, node.id, plan);
+  }
+  // Tasks on nodes that no longer exist.
+  for (const list of byNode.values()) {
+    for (const t of list) {
+      if (isLive(t) && !isTerminalTaskState(t.status.state)) {
+        plan.desired(t, TaskState.shutdown, "node was removed", plan.ctx.cause);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,6 +857,12 @@ function reapOrphans(state: ClusterState, plan: Plan): void {
     }
   }
   for (const id of state.tasksByDesiredState.get(TaskState.ready)) {
+    const t = state.tasks.get(id)!;
+    if (!state.services.has(t.serviceId)) {
+      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+    }
+  }
+  for (const id of state.tasksByDesiredState.get(TaskState.complete)) {
     const t = state.tasks.get(id)!;
     if (!state.services.has(t.serviceId)) {
       plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);

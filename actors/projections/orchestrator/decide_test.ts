@@ -362,3 +362,205 @@ Deno.test("orchestrator carries on past failures with failure action continue", 
   assert.equal(updatedSlots.size, 4, "every slot got the new spec");
   assert.notEqual(svc.updateStatus?.state, "paused");
 });
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/** Tasks of a job that are on their way or running (not finished). */
+const activeJobTasks = (c: ControlLoop, name: string) =>
+  c.tasks(name).filter((t) =>
+    t.desiredState === TaskState.complete && t.status.state < TaskState.complete
+  );
+
+const completedOf = (c: ControlLoop, name: string) =>
+  c.tasks(name).filter((t) => t.status.state === TaskState.complete);
+
+/** Completes every running task of a job, then lets the loop settle. */
+function completeRunning(c: ControlLoop, name: string, code = 0): number {
+  const running = activeJobTasks(c, name).filter((t) => t.status.state === TaskState.running);
+  for (const t of running) c.exit(t.id, code);
+  c.settle();
+  return running.length;
+}
+
+function job(total: number, maxConcurrent: number, extra: Record<string, unknown> = {}) {
+  return { mode: { kind: "replicated-job", maxConcurrent, totalCompletions: total }, ...extra };
+}
+
+Deno.test("replicated job runs at most max-concurrent tasks until total completions", () => {
+  const c = cluster(["n1", "n2"]);
+  create(c, "batch", 0, job(5, 2));
+  const first = activeJobTasks(c, "batch");
+  assert.equal(first.length, 2, "two at once");
+  assert.ok(first.every((t) => t.status.state === TaskState.running));
+  assert.ok(first.every((t) => t.desiredState === TaskState.complete), "desired complete");
+  assert.ok(first.every((t) => t.jobIteration === 0));
+  const runs: number[] = [];
+  for (let round = 0; round < 10 && completedOf(c, "batch").length < 5; round++) {
+    runs.push(completeRunning(c, "batch"));
+    assert.ok(activeJobTasks(c, "batch").length <= 2, "never more than max-concurrent");
+  }
+  assert.deepEqual(runs, [2, 2, 1], "5 completions, 2 at a time");
+  assert.equal(completedOf(c, "batch").length, 5);
+  assert.equal(activeJobTasks(c, "batch").length, 0, "nothing more once total is reached");
+  // Every completion has its own slot, 1..5, and a completed task is never restarted.
+  assert.deepEqual(completedOf(c, "batch").map((t) => t.slot).sort(), [1, 2, 3, 4, 5]);
+  c.advance(60_000);
+  assert.equal(c.tasks("batch").length, 5, "no task is created after the job completed");
+});
+
+Deno.test("replicated job retries a failed task per its restart policy, in the same slot", () => {
+  const c = cluster(["n1"]);
+  create(
+    c,
+    "flaky",
+    0,
+    job(1, 1, {
+      task: {
+        runtime: { kind: "process", command: "x" },
+        restart: { condition: "any", delay: 1_000, maxAttempts: 2 },
+      },
+    }),
+  );
+  const [t1] = activeJobTasks(c, "flaky");
+  c.exit(t1.id, 3);
+  c.settle();
+  // The retry waits its delay at ready, then runs (its desired state becomes complete again).
+  const waiting = c.tasks("flaky").filter((t) => t.id !== t1.id);
+  assert.equal(waiting.length, 1);
+  assert.equal(waiting[0].desiredState, TaskState.ready);
+  assert.equal(waiting[0].slot, t1.slot);
+  assert.equal(waiting[0].attempt, 1);
+  c.advance(1_000);
+  const [t2] = activeJobTasks(c, "flaky");
+  assert.equal(t2.id, waiting[0].id);
+  assert.equal(t2.status.state, TaskState.running);
+  c.exit(t2.id, 1);
+  c.settle();
+  c.advance(1_000);
+  const [t3] = activeJobTasks(c, "flaky");
+  assert.equal(t3.attempt, 2);
+  c.exit(t3.id, 1);
+  c.settle();
+  c.advance(60_000);
+  // Two restarts allowed (max attempts 2): the third failure ends the job short of its total.
+  assert.equal(activeJobTasks(c, "flaky").length, 0);
+  assert.equal(c.tasks("flaky").length, 3);
+  assert.equal(completedOf(c, "flaky").length, 0);
+});
+
+Deno.test("replicated job with restart condition none does not retry a failure", () => {
+  const c = cluster(["n1"]);
+  create(
+    c,
+    "once",
+    0,
+    job(3, 3, {
+      task: { runtime: { kind: "process", command: "x" }, restart: { condition: "none" } },
+    }),
+  );
+  const tasks = activeJobTasks(c, "once");
+  assert.equal(tasks.length, 3);
+  c.exit(tasks[0].id, 1);
+  c.exit(tasks[1].id, 0);
+  c.exit(tasks[2].id, 0);
+  c.advance(60_000);
+  assert.equal(c.tasks("once").length, 3, "the failed slot is not run again");
+  assert.equal(completedOf(c, "once").length, 2);
+});
+
+Deno.test("replicated job task on a lost node runs again elsewhere; a completed one stays", () => {
+  const c = cluster(["n1", "n2"]);
+  create(c, "move", 0, job(2, 2));
+  const tasks = activeJobTasks(c, "move");
+  const done = tasks[0];
+  c.exit(done.id, 0);
+  c.settle();
+  const lost = activeJobTasks(c, "move")[0];
+  const downNode = lost.nodeId;
+  c.apply([ready(downNode, "down")]);
+  c.settle();
+  const [moved] = activeJobTasks(c, "move");
+  assert.notEqual(moved.id, lost.id);
+  assert.notEqual(moved.nodeId, downNode);
+  assert.equal(moved.slot, lost.slot, "same slot, moved");
+  assert.equal(moved.status.state, TaskState.running);
+  assert.equal(c.state.tasks.get(done.id)!.status.state, TaskState.complete, "done stays done");
+  completeRunning(c, "move");
+  assert.equal(completedOf(c, "move").length, 2);
+});
+
+Deno.test("updating a job (or --force) starts a new run: the job iteration", () => {
+  const c = cluster(["n1"]);
+  create(c, "rerun", 0, job(2, 2));
+  completeRunning(c, "rerun");
+  assert.equal(completedOf(c, "rerun").length, 2);
+  const svc = c.state.serviceByName("rerun")!;
+  assert.equal(svc.jobIteration, 0);
+  assert.equal(svc.updateStatus, undefined, "jobs have no rolling update");
+  update(c, "rerun", (s) => (s.task.forceUpdate = 1));
+  c.settle();
+  const after = c.state.serviceByName("rerun")!;
+  assert.equal(after.jobIteration, 1);
+  assert.equal(after.updateStatus, undefined);
+  const fresh = activeJobTasks(c, "rerun");
+  assert.equal(fresh.length, 2, "the job runs again from nothing");
+  assert.ok(fresh.every((t) => t.jobIteration === 1));
+  // The earlier run's tasks are history: desired shutdown, still complete.
+  const old = c.tasks("rerun").filter((t) => t.jobIteration === 0);
+  assert.equal(old.length, 2);
+  assert.ok(old.every((t) => t.desiredState === TaskState.shutdown));
+  assert.ok(old.every((t) => t.status.state === TaskState.complete));
+  completeRunning(c, "rerun");
+  assert.equal(completedOf(c, "rerun").filter((t) => t.jobIteration === 1).length, 2);
+  // A change of the counts alone is a new run too (SwarmKit bumps JobIteration on every update).
+  update(
+    c,
+    "rerun",
+    (s) => (s.mode = { kind: "replicated-job", maxConcurrent: 1, totalCompletions: 1 }),
+  );
+  c.settle();
+  assert.equal(c.state.serviceByName("rerun")!.jobIteration, 2);
+  assert.equal(activeJobTasks(c, "rerun").length, 1);
+});
+
+Deno.test("global job runs once per eligible node, including nodes that join later", () => {
+  const c = cluster(["n1", "n2"]);
+  create(c, "init", 0, { mode: { kind: "global-job" } });
+  const first = activeJobTasks(c, "init");
+  assert.deepEqual(first.map((t) => t.nodeId).sort(), ["n1", "n2"]);
+  assert.ok(first.every((t) => t.slot === 0 && t.desiredState === TaskState.complete));
+  for (const t of first) c.exit(t.id, 0);
+  c.settle();
+  assert.equal(activeJobTasks(c, "init").length, 0, "completed: not run again");
+  c.apply([ev.nodeRegistered("n3"), ready("n3")]);
+  c.settle();
+  const late = activeJobTasks(c, "init");
+  assert.deepEqual(late.map((t) => t.nodeId), ["n3"], "a node that joins later runs it too");
+  c.exit(late[0].id, 2);
+  c.settle();
+  assert.equal(activeJobTasks(c, "init").length, 0, "the retry waits its delay");
+  c.advance(5_000); // default restart policy: any (acts as on-failure), 5 s delay
+  const retry = activeJobTasks(c, "init");
+  assert.deepEqual(retry.map((t) => t.nodeId), ["n3"], "a failure is retried on its node");
+  assert.notEqual(retry[0].id, late[0].id);
+  c.exit(retry[0].id, 0);
+  c.settle();
+  assert.deepEqual(completedOf(c, "init").map((t) => t.nodeId).sort(), ["n1", "n2", "n3"]);
+  c.advance(60_000);
+  assert.equal(activeJobTasks(c, "init").length, 0);
+});
+
+Deno.test("tasks of a removed job are removed, completed ones included", () => {
+  const c = cluster(["n1"]);
+  const svc = create(c, "gone", 0, job(2, 1));
+  completeRunning(c, "gone");
+  c.apply([{
+    type: "ServiceRemoved",
+    v: 1,
+    data: { id: svc.id },
+    meta: meta("user", svc.version),
+  }]);
+  c.settle();
+  assert.equal([...c.state.tasks.values()].filter((t) => t.serviceId === svc.id).length, 0);
+});

@@ -1,0 +1,237 @@
+/**
+ * Jobs on a real swarm of processes: `shoal swarm init` and a `shoal swarm join` worker, each
+ * running its tasks as real processes. A replicated job of process tasks runs to its total of
+ * completions, never more at once than max-concurrent; a global job runs once on each node; a
+ * failing task is retried under the restart policy; `service update --force` runs the job again.
+ */
+import assert from "node:assert/strict";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+function freePorts(n: number): number[] {
+  const listeners = Array.from(
+    { length: n },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A `shoal` node process with its output gathered. */
+class NodeProcess {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly done: Promise<Deno.CommandStatus>;
+
+  constructor(readonly name: string, args: string[]) {
+    this.child = new Deno.Command(`${root}shoal`, {
+      args,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const gather = async (stream: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) this[key] += decoder.decode(chunk, { stream: true });
+    };
+    this.done = Promise.all([
+      gather(this.child.stdout, "stdout"),
+      gather(this.child.stderr, "stderr"),
+    ])
+      .then(() => this.child.status);
+  }
+
+  async waitFor(re: RegExp, ms = 30_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + ms;
+    let exited = false;
+    this.done.then(() => (exited = true));
+    for (;;) {
+      const m = this.stdout.match(re);
+      if (m) return m;
+      if (exited || Date.now() > deadline) {
+        throw new Error(
+          `${this.name}: ${
+            exited ? "exited" : "timed out"
+          } before printing ${re}\n--- stdout\n${this.stdout}\n--- stderr\n${this.stderr}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    await this.done;
+  }
+}
+
+async function shoal(args: string[]) {
+  const out = await new Deno.Command(`${root}shoal`, {
+    args,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+interface DockerTask {
+  ID: string;
+  NodeID: string;
+  Slot?: number;
+  DesiredState: string;
+  JobIteration?: { Index?: number };
+  Status: { State: string };
+}
+
+Deno.test("jobs of process tasks run to completion on a manager and a worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shoal-jobs-" });
+  const [clusterPort, apiPort] = freePorts(2);
+  const api = `http://127.0.0.1:${apiPort}`;
+  const host = ["-H", `tcp://127.0.0.1:${apiPort}`];
+  const nodes: NodeProcess[] = [];
+  const tasksOf = async (service: string): Promise<DockerTask[]> => {
+    const filters = encodeURIComponent(JSON.stringify({ service: { [service]: true } }));
+    const res = await fetch(`${api}/tasks?filters=${filters}`);
+    assert.equal(res.status, 200);
+    return await res.json();
+  };
+  const lsRow = async (name: string) => {
+    const r = await shoal([...host, "service", "ls", "--filter", `name=${name}`]);
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout.trimEnd().split("\n")[1].trim().split(/\s{2,}/);
+  };
+  try {
+    const m = new NodeProcess("manager", [
+      "swarm",
+      "init",
+      "--data-dir",
+      `${dir}/m`,
+      "--listen-addr",
+      `127.0.0.1:${clusterPort}`,
+      "--api-addr",
+      `127.0.0.1:${apiPort}`,
+      "--dispatcher-heartbeat",
+      "500ms",
+      "--sync",
+      "off",
+    ]);
+    nodes.push(m);
+    const [, token, addr] = await m.waitFor(/--token (SWMTKN-\S+) (127\.0\.0\.1:\d+)/);
+    const w = new NodeProcess("worker", [
+      "swarm",
+      "join",
+      "--token",
+      token,
+      "--data-dir",
+      `${dir}/w`,
+      addr,
+    ]);
+    nodes.push(w);
+    await w.waitFor(/Press Ctrl-C to stop/);
+    await until("2 ready nodes", async () => {
+      const r = await shoal([...host, "node", "ls", "--format", "{{.Status}}"]);
+      const lines = r.stdout.trim().split("\n");
+      return lines.length === 2 && lines.every((l) => l === "Ready");
+    });
+
+    // Each task appends "start" and "end" lines to one file: the file shows how many ran at once.
+    const trace = `${dir}/trace`;
+    await Deno.writeTextFile(trace, "");
+    const script = `echo start >> ${trace}; sleep 0.3; echo end >> ${trace}`;
+    const created = await shoal([
+      ...host,
+      "service",
+      "create",
+      "--detach",
+      "--name",
+      "batch",
+      "--mode",
+      "replicated-job",
+      "--replicas",
+      "6",
+      "--max-concurrent",
+      "2",
+      "--runtime",
+      "process",
+      "/bin/sh",
+      "-c",
+      script,
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    await until("6 completions", async () => (await lsRow("batch"))[3] === "0/0 (6/6 completed)");
+    const tasks = await tasksOf("batch");
+    assert.equal(tasks.length, 6, "one task per completion, none restarted");
+    assert.ok(tasks.every((t) => t.Status.State === "complete" && t.DesiredState === "complete"));
+    assert.deepEqual(tasks.map((t) => t.Slot ?? 0).sort(), [0, 1, 2, 3, 4, 5], "0-based slots");
+    assert.equal(new Set(tasks.map((t) => t.NodeID)).size, 2, "spread over both nodes");
+    const lines = (await Deno.readTextFile(trace)).trim().split("\n");
+    assert.equal(lines.filter((l) => l === "start").length, 6);
+    let atOnce = 0;
+    let most = 0;
+    for (const l of lines) {
+      atOnce += l === "start" ? 1 : -1;
+      most = Math.max(most, atOnce);
+    }
+    assert.ok(most <= 2, `at most 2 ran at once (max-concurrent), saw ${most}`);
+
+    // Re-run with --force: a new job iteration, 6 more completions.
+    const forced = await shoal([...host, "service", "update", "--detach", "--force", "batch"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    await until("the second run", async () => {
+      const t = await tasksOf("batch");
+      return t.filter((x) => x.JobIteration?.Index === 1 && x.Status.State === "complete")
+        .length === 6;
+    });
+
+    // A global job whose first try fails (later ones succeed): the failure is retried in place.
+    const flag = `${dir}/failed-once`;
+    const once = await shoal([
+      ...host,
+      "service",
+      "create",
+      "--detach",
+      "--name",
+      "setup",
+      "--mode",
+      "global-job",
+      "--restart-delay",
+      "100ms",
+      "--runtime",
+      "process",
+      "/bin/sh",
+      "-c",
+      `test -e ${flag} && exit 0; touch ${flag}; exit 3`,
+    ]);
+    assert.equal(once.code, 0, once.stderr);
+    await until("global job done", async () => (await lsRow("setup"))[3] === "0/0 (2/2 completed)");
+    const setup = await tasksOf("setup");
+    assert.equal(
+      new Set(setup.filter((t) => t.Status.State === "complete").map((t) => t.NodeID)).size,
+      2,
+    );
+    assert.ok(setup.some((t) => t.Status.State === "failed"), "the first try failed");
+    assert.equal((await lsRow("setup"))[2], "global job");
+  } finally {
+    for (const n of nodes.reverse()) await n.stop();
+  }
+});
