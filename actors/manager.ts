@@ -322,6 +322,7 @@ export class Manager {
       case "UpdateCluster":
       case "RotateJoinToken":
       case "RotateUnlockKey":
+      case "RotateRootCA":
         return "cluster/swarm";
       case "UpdateNode":
       case "RemoveNode":
@@ -378,6 +379,15 @@ export class Manager {
           // Applying the entry kicks every projection again, this one included: level-triggered.
           await this.propose(events, p.name);
         } catch (err) {
+          // Leadership (or the manager) went away mid-proposal: the next leader decides again.
+          const name = (err as Error)?.name;
+          if (
+            err instanceof LeaderUnavailableError || name === "NotLeaderError" ||
+            name === "DriverStoppedError" || name === "LogClosedError" ||
+            name === "CommitUnknownError"
+          ) {
+            return null;
+          }
           if (!(err instanceof EventRejected)) throw err;
           // Someone else changed what it decided on; it decides again when the state next
           // changes (its own rejected entries do not kick it, so a bad decision cannot spin).

@@ -157,6 +157,13 @@ export async function runManagerForeground(
       console.log(`Stopped. Run "shoal start --data-dir ${dataDir}" to resume this swarm.`);
       return 0;
     }
+    if (outcome.why === (await daemon()).DEMOTED) {
+      await socket.close();
+      // `node demote`: the same node carries on as a worker.
+      const worker = await (await workerModule()).startWorker({ dataDir, logger });
+      console.log(`This node was demoted to a worker.\n\n${workerBanner(worker, dataDir)}`);
+      return await runWorkerForeground(worker, dataDir, logger);
+    }
     console.log(left ? "Node left the swarm." : `Stopped: ${outcome.why}`);
     return 0;
   } finally {
@@ -190,6 +197,28 @@ export async function runWorkerForeground(
     if (outcome.why === "left") {
       console.log("Node left the swarm.");
       return 0;
+    }
+    if (outcome.why === (await workerModule()).PROMOTED) {
+      await socket.close();
+      // `node promote`: the same node comes back as a manager and joins the Raft group.
+      const config = (await (await identity()).readNodeConfig(dataDir))!;
+      const node = await (await daemon()).startNode({
+        dataDir,
+        listenAddr: config.apiAddr ?? DEFAULT_API_ADDR,
+        clusterListenAddr: config.listenAddr,
+        advertiseAddr: config.advertiseAddr,
+        mode: "join",
+        joinManagers: config.managers,
+        logger,
+      });
+      console.log(
+        "This node was promoted to a manager.\n\n" +
+          `  node       ${node.nodeId}, manager\n` +
+          `  API        ${node.apiUrl}\n` +
+          `  data dir   ${dataDir}\n\n` +
+          "Press Ctrl-C to stop.",
+      );
+      return await runManagerForeground(node, dataDir, logger);
     }
     console.error(`Error: ${outcome.why}`);
     return 1;
@@ -489,6 +518,8 @@ const joinCommand: Subcommand = {
       return await runManagerForeground(node, dataDir, logger);
     }
     const config: NodeConfig = {
+      // Where its API will listen should it be promoted to manager.
+      apiAddr: hostPort(str(p, "api-addr"), "api-addr"),
       nodeId: joined.nodeId,
       role: "worker",
       clusterId: joined.clusterId,

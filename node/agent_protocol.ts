@@ -240,7 +240,13 @@ export type ManagerMessage =
   | MeshMapMessage
   | { t: "logs-ack"; stream: number }
   | { t: "logs-cancel"; stream: number }
-  | { t: "ca"; certPem: string; clusterId: string }
+  | {
+    t: "ca";
+    certPem: string;
+    clusterId: string;
+    /** During a root rotation: the new root cross-signed by `certPem` (see `ca.ts`). */
+    chainPem?: string;
+  }
   | {
     t: "joined";
     nodeId: string;
@@ -262,12 +268,32 @@ export type ManagerMessage =
     /** The node's address as the manager records it. */
     addr: string;
     managers: string[];
+    /** The roots to trust and the key of the root that signs now (absent: older managers). */
+    ca?: TrustInfo;
   }
   | AssignmentsMessage
-  | { t: "heartbeat"; period: number }
+  | {
+    t: "heartbeat";
+    period: number;
+    /** The node's role now: a worker told `manager` (with its raft id) was promoted. */
+    role?: "worker" | "manager";
+    raftId?: number;
+    /** The roots to trust and the key of the root that signs now (absent: older managers). */
+    ca?: TrustInfo;
+  }
   | { t: "reply"; seq: number; certPem?: string; error?: string }
   | { t: "forwarded"; seq: number; result?: unknown; error?: WireError }
   | { t: "error"; code: ErrorCode; message: string; leader?: string };
+
+/**
+ * What a node must trust (`trust`, PEM roots) and the public key (base64 DER) of the root that
+ * must have signed its certificate: a node whose certificate another root signed renews it at
+ * once. This is how nodes follow a root rotation (`swarm ca --rotate`).
+ */
+export interface TrustInfo {
+  readonly trust: string;
+  readonly issuerKey: string;
+}
 
 /** Why a manager refused or ended a connection. */
 export type ErrorCode =

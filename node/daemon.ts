@@ -346,6 +346,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   let removedWatch: ReturnType<typeof setInterval> | undefined;
   let boundClusterListen: string | undefined;
   let stopKeySync: (() => void) | undefined;
+  let demoted = false;
   const cleanup = async () => {
     clearTimeout(renewTimer);
     clearInterval(removedWatch);
@@ -596,11 +597,33 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       const d = driver;
       // A manager taken out of the Raft group (node rm, or it left through another manager) stops.
       removedWatch = setInterval(() => {
-        if (d.status().removed) {
-          clearInterval(removedWatch);
-          options.logger?.warn(`node ${nodeId}: removed from the raft group: stopping`);
-          void close().then(() => stopped.resolve("this manager was removed from the swarm"));
+        if (!d.status().removed) return;
+        clearInterval(removedWatch);
+        const me = manager.state.nodes.get(nodeId);
+        if (me !== undefined && me.spec.desiredRole === "worker") {
+          // `node demote`: this node carries on as a worker of the same swarm.
+          options.logger?.info(`node ${nodeId}: demoted: restarting as a worker`);
+          demoted = true;
+          void becomeWorker(options.dataDir, manager.state, nodeId, {
+            listenAddr: clusterListen,
+            advertiseAddr: advertiseOpt,
+            apiAddr: options.listenAddr,
+            self: clusterAddr,
+          }).then(() => close()).then(async () => {
+            for (const f of ["raft.db", "raft.db-wal", "raft.db-shm", "keys.json"]) {
+              await Deno.remove(`${options.dataDir}/${f}`).catch(() => {});
+            }
+          }).then(
+            () => stopped.resolve(DEMOTED),
+            (err) => {
+              options.logger?.error(`node ${nodeId}: becoming a worker failed: ${err}`);
+              void close().then(() => stopped.resolve(`demoted, but ${err}`));
+            },
+          );
+          return;
         }
+        options.logger?.warn(`node ${nodeId}: removed from the raft group: stopping`);
+        void close().then(() => stopped.resolve("this manager was removed from the swarm"));
       }, 500);
     }
     let closing: Promise<void> | undefined;
@@ -644,7 +667,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           ).catch((err) =>
             options.logger?.warn(`node ${nodeId}: could not record its shutdown: ${err.message}`)
           );
-          if (driver !== undefined) await writeConfig().catch(() => {});
+          if (driver !== undefined && !demoted) await writeConfig().catch(() => {});
         } catch (err) {
           if (!(err instanceof SkipDown)) throw err;
         } finally {
@@ -734,6 +757,47 @@ async function leaveRaft(
   } catch (err) {
     if (!force) throw err;
   }
+}
+
+/** What a manager's `stopped` resolves with when it was demoted to worker (`node demote`). */
+export const DEMOTED = "demoted to worker";
+
+/**
+ * Turns a demoted manager's data dir into a worker's: a worker certificate (a manager holds the
+ * swarm's root key), node.json naming the other managers, and no Raft log (a later promotion
+ * joins the group afresh).
+ */
+async function becomeWorker(
+  dataDir: string,
+  state: ClusterState,
+  nodeId: string,
+  addrs: { listenAddr?: string; advertiseAddr?: string; apiAddr: string; self?: string },
+): Promise<void> {
+  const cluster = state.cluster!;
+  const csr = await createNodeCSR({ nodeId });
+  const issued = await issueNodeCertificate({
+    rootCA: cluster.rootCA,
+    csrPem: csr.csrPem,
+    nodeId,
+    role: "worker",
+    clusterId: cluster.id,
+    now: Date.now(),
+    expiryMs: cluster.spec.caConfig.nodeCertExpiry,
+  });
+  await writeCredentials(dataDir, {
+    key: csr.keyPem,
+    cert: issued.certPem,
+    ca: cluster.rootCA.certPem,
+  });
+  await writeNodeConfig(dataDir, {
+    nodeId,
+    role: "worker",
+    clusterId: cluster.id,
+    managers: managerAddrs(state).filter((a) => a !== addrs.self),
+    ...(addrs.listenAddr ? { listenAddr: addrs.listenAddr } : {}),
+    ...(addrs.advertiseAddr ? { advertiseAddr: addrs.advertiseAddr } : {}),
+    apiAddr: addrs.apiAddr,
+  });
 }
 
 /** Control flow: the shutdown was already recorded (a manager that left). */

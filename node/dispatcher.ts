@@ -46,10 +46,14 @@ import type { Logger } from "../actors/runtime.ts";
 import { equalData } from "../actors/equal.ts";
 import { newId } from "../events/ids.ts";
 import {
+  certificatePublicKey,
   CSRError,
-  issueNodeCertificate,
+  issueWithSwarmCA,
   joinTokenMatches,
   type NodeIdentity,
+  type RotatingRootCA,
+  signingCA,
+  trustBundle,
   verifyNodeCertificate,
 } from "./ca.ts";
 import type { Command } from "../actors/commands.ts";
@@ -57,6 +61,7 @@ import { errorToWire } from "./leader_link.ts";
 import { taskAddressing } from "../actors/agent/task_addressing.ts";
 import {
   type AssignmentsMessage,
+  type TrustInfo,
   derToPem,
   type ErrorCode,
   ForwardRequest,
@@ -181,6 +186,8 @@ export class Dispatcher {
   #address = "";
   #advertise = "";
   #credentials: { key: string; cert: string };
+  /** The trust bundle the server was last given. */
+  #trust = "";
   #sessions = new Map<string, AgentConnection>();
   #connections = new Set<FrameConnection>();
   /** Every TCP connection, handshaken or not, so that stopping can cut them all. */
@@ -236,12 +243,13 @@ export class Dispatcher {
     const server = tls.createServer({
       key: this.#credentials.key,
       cert: this.#credentials.cert,
-      ca: [cluster.rootCA.certPem],
+      ca: trustBundle(cluster.rootCA),
       // Ask for a certificate, but let a joining node (which has none yet) finish the
       // handshake: what each connection may do is decided by what it presented.
       requestCert: true,
       rejectUnauthorized: false,
     }, (socket) => this.#accept(socket));
+    this.#trust = trustBundle(cluster.rootCA);
     server.on("connection", (socket: net.Socket) => {
       this.#raw.add(socket);
       socket.once("close", () => this.#raw.delete(socket));
@@ -307,6 +315,14 @@ export class Dispatcher {
         node.id !== this.#opts.nodeId && node.role !== "manager" && node.status.state !== "down"
       ) this.#arm(node.id, true);
     }
+  }
+
+  /** The node's role, for heartbeat answers: a worker promoted to manager learns it so. */
+  #roleOf(nodeId: string): { role?: "worker" | "manager"; raftId?: number } {
+    const node = this.#manager.state.nodes.get(nodeId);
+    if (node === undefined) return {};
+    const raftId = Number(node.managerStatus?.raftId);
+    return node.role === "manager" && raftId > 0 ? { role: "manager", raftId } : { role: node.role };
   }
 
   #notLeaderMessage(leader: string | undefined): string {
@@ -427,8 +443,38 @@ export class Dispatcher {
     this.#server?.setSecureContext({
       key: credentials.key,
       cert: credentials.cert,
-      ca: cluster ? [cluster.rootCA.certPem] : undefined,
+      ca: cluster ? trustBundle(cluster.rootCA) : undefined,
     });
+    this.#trust = cluster ? trustBundle(cluster.rootCA) : "";
+  }
+
+  /**
+   * What a node must trust and which root must have signed its certificate (the public key,
+   * base64 DER): sent in every welcome and heartbeat, so that nodes follow a root rotation.
+   */
+  #caInfo(): { ca?: TrustInfo } {
+    const rootCA: RotatingRootCA | undefined = this.#manager.state.cluster?.rootCA;
+    if (rootCA === undefined) return {};
+    return {
+      ca: { trust: trustBundle(rootCA), issuerKey: certificatePublicKey(signingCA(rootCA).certPem) },
+    };
+  }
+
+  /** A root rotation started or ended: trust what the swarm trusts now, and tell every node. */
+  #rootCAChanged(): void {
+    const cluster = this.#manager.state.cluster;
+    if (cluster === undefined || trustBundle(cluster.rootCA) === this.#trust) return;
+    this.setCredentials(this.#credentials);
+    this.#logger?.info("dispatcher: the swarm's root CA changed: telling every node");
+    for (const session of this.#sessions.values()) {
+      if (!session.established) continue;
+      session.send({
+        t: "heartbeat",
+        period: this.#period(),
+        ...this.#roleOf(session.nodeId),
+        ...this.#caInfo(),
+      });
+    }
   }
 
   /** Stops listening, closes every connection, and lets the report flush in progress finish. */
@@ -483,7 +529,7 @@ export class Dispatcher {
     });
     const cluster = this.#manager.state.cluster!;
     verifyNodeCertificate({
-      rootCA: cluster.rootCA,
+      rootCA: { certPem: trustBundle(cluster.rootCA) },
       certPem: derToPem(new Uint8Array(peer.raw)),
       now: this.#clock(),
     }).then((identity) => {
@@ -555,7 +601,12 @@ export class Dispatcher {
     switch (message.t) {
       case "heartbeat":
         this.#arm(session.nodeId);
-        session.send({ t: "heartbeat", period: this.#period() });
+        session.send({
+          t: "heartbeat",
+          period: this.#period(),
+          ...this.#roleOf(session.nodeId),
+          ...this.#caInfo(),
+        });
         return;
       case "report":
         this.#queueReports(session, message.seq, message.reports);
@@ -643,6 +694,7 @@ export class Dispatcher {
       period: this.#period(),
       addr,
       managers: this.#managerAddrs(),
+      ...this.#caInfo(),
     });
     this.#sendAssignments(session);
   }
@@ -655,8 +707,7 @@ export class Dispatcher {
       throw new Refusal("node_removed", `node ${session.nodeId} was removed from the swarm`);
     }
     try {
-      const issued = await issueNodeCertificate({
-        rootCA: cluster.rootCA,
+      const issued = await issueWithSwarmCA(cluster.rootCA, {
         csrPem,
         nodeId: node.id,
         role: node.role,
@@ -847,6 +898,7 @@ export class Dispatcher {
     if (this.#assignTimer !== undefined || this.#stopped) return;
     this.#assignTimer = setTimeout(() => {
       this.#assignTimer = undefined;
+      this.#rootCAChanged();
       for (const session of [...this.#sessions.values()]) {
         if (!this.#manager.state.nodes.has(session.nodeId)) {
           this.#sessions.delete(session.nodeId);
@@ -960,7 +1012,15 @@ export class Dispatcher {
       this.#opts.joinTimeoutMs ?? 10_000,
     );
     socket.once("close", () => clearTimeout(timer));
-    conn.send({ t: "ca", certPem: cluster.rootCA.certPem, clusterId: cluster.id });
+    // The root the tokens pin; during a rotation, with the cross-signed new root that links this
+    // manager's renewed certificate to it.
+    const chainPem = signingCA(cluster.rootCA).chainPem;
+    conn.send({
+      t: "ca",
+      certPem: cluster.rootCA.certPem,
+      clusterId: cluster.id,
+      ...(chainPem ? { chainPem } : {}),
+    });
   }
 
   async #join(raw: unknown, ip: string): Promise<ManagerMessage> {
@@ -994,8 +1054,7 @@ export class Dispatcher {
     const nodeId = newId();
     let certPem: string;
     try {
-      certPem = (await issueNodeCertificate({
-        rootCA: cluster.rootCA,
+      certPem = (await issueWithSwarmCA(cluster.rootCA, {
         csrPem: req.csrPem,
         nodeId,
         role,
@@ -1050,7 +1109,7 @@ export class Dispatcher {
       role,
       clusterId: cluster.id,
       certPem,
-      caPem: cluster.rootCA.certPem,
+      caPem: trustBundle(cluster.rootCA),
       managers: this.#managerAddrs(),
       addr,
       ...(raftId !== undefined ? { raftId } : {}),

@@ -6,6 +6,11 @@
  * - a learner (a manager that joined and is catching up) is promoted to voter once it holds
  *   what was committed;
  * - a raft member whose node is gone from the state (`node rm`) is taken out of the group;
+ * - `node promote`: a worker asked to be a manager gets the role and a raft id; its agent hears it
+ *   in its next heartbeat answer and comes back as a manager that joins the group;
+ * - `node demote`: a manager asked to be a worker (never the last, never when the rest could not
+ *   form a quorum; the leader hands leadership over first) gets the worker role, then leaves the
+ *   group (the rule above), and its record loses its manager status;
  * - each manager's `ManagerStatus` says whether it leads and whether the leader reaches it
  *   (Docker's `Leader`, `Reachable`, `Unreachable`), and a manager the leader has not reached
  *   for a few seconds is marked down (managers have no agent heartbeats: Raft is their
@@ -17,6 +22,14 @@ import type { ShoalEvent } from "../events/schema.ts";
 import type { RaftDriver } from "../events/raft/driver.ts";
 import type { Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
+
+/** A raft id no manager of the swarm has (random: ids are never reused). */
+function newRaftId(taken: Set<string>): number {
+  for (;;) {
+    const id = 2 + (crypto.getRandomValues(new Uint32Array(1))[0] % 0x7ffffffd);
+    if (!taken.has(String(id))) return id;
+  }
+}
 
 /** Options of {@linkcode RaftMembers}. */
 export interface RaftMembersOptions {
@@ -65,6 +78,91 @@ export class RaftMembers {
     await this.#running;
   }
 
+  /**
+   * Promotions and demotions asked for (`spec.desiredRole`); true when it changed something (the
+   * rest waits for the next look, one change at a time).
+   */
+  async #roles(status: ReturnType<RaftDriver["status"]>): Promise<boolean> {
+    const { driver, manager } = this.#opts;
+    const state = manager.state;
+    const members = new Map(status.members.map((m) => [m.id, m]));
+    const taken = new Set<string>();
+    for (const n of state.nodes.values()) if (n.managerStatus) taken.add(n.managerStatus.raftId);
+    for (const node of state.nodes.values()) {
+      if (node.spec.desiredRole === "manager" && node.role === "worker") {
+        const raftId = newRaftId(taken);
+        await manager.propose([
+          {
+            type: "NodeRoleChanged",
+            v: 1,
+            data: { id: node.id, role: "manager" },
+            meta: { by: BY, reason: "node promote: it becomes a manager" },
+          },
+          {
+            type: "NodeManagerStatusChanged",
+            v: 1,
+            data: {
+              id: node.id,
+              managerStatus: {
+                raftId: String(raftId),
+                addr: "",
+                leader: false,
+                reachability: "unknown",
+              },
+            },
+            meta: { by: BY, reason: `raft id ${raftId} for the promoted node` },
+          },
+        ], BY);
+        this.#opts.logger?.info(`raft members: node ${node.id} promoted (raft ${raftId})`);
+        return true;
+      }
+      if (node.spec.desiredRole === "worker" && node.role === "manager") {
+        const raftId = Number(node.managerStatus?.raftId);
+        if (raftId === driver.id) {
+          // The leader is demoted: another voter leads first, and carries on from there.
+          const to = status.members.find((m) => m.voter && m.id !== driver.id && m.connected);
+          if (to === undefined) {
+            this.#opts.logger?.warn(
+              `raft members: cannot demote the leader: no other voter is reachable`,
+            );
+            return false;
+          }
+          await driver.transferLeadership(to.id);
+          return true;
+        }
+        const voters = status.members.filter((m) => m.voter && m.id !== raftId);
+        const reachable = voters.filter((m) => m.id === driver.id || m.connected).length;
+        if (members.has(raftId) && reachable < Math.floor(voters.length / 2) + 1) {
+          this.#opts.logger?.warn(
+            `raft members: not demoting raft member ${raftId} yet: the other managers could not form a quorum`,
+          );
+          return false;
+        }
+        await manager.propose([{
+          type: "NodeRoleChanged",
+          v: 1,
+          data: { id: node.id, role: "worker" },
+          meta: { by: BY, reason: "node demote: it becomes a worker" },
+        }], BY);
+        this.#opts.logger?.info(`raft members: node ${node.id} demoted (raft ${raftId})`);
+        return true;
+      }
+      if (
+        node.role === "worker" && node.managerStatus !== undefined &&
+        !members.has(Number(node.managerStatus.raftId))
+      ) {
+        await manager.propose([{
+          type: "NodeManagerStatusChanged",
+          v: 1,
+          data: { id: node.id },
+          meta: { by: BY, reason: `raft member ${node.managerStatus.raftId} left the group` },
+        }], BY);
+        return true;
+      }
+    }
+    return false;
+  }
+
   async #reconcile(): Promise<void> {
     const { driver, manager } = this.#opts;
     if (!driver.isLeader || !manager.leading) {
@@ -110,7 +208,11 @@ export class RaftMembers {
           v: 1,
           data: {
             id: node.id,
-            status: { state: "down", message: "manager unreachable over raft", addr: node.status.addr },
+            status: {
+              state: "down",
+              message: "manager unreachable over raft",
+              addr: node.status.addr,
+            },
           },
           meta: { by: BY, reason: `raft member ${raftId} unreachable for ${now - since} ms` },
         });
@@ -127,6 +229,7 @@ export class RaftMembers {
       }
     }
     if (events.length > 0) await manager.propose(events, BY);
+    if (await this.#roles(status)) return;
 
     for (const member of status.members) {
       if (member.id === driver.id) continue;

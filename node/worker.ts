@@ -17,7 +17,15 @@
 import type { Logger } from "../actors/runtime.ts";
 import type { Agent } from "../actors/agent/agent.ts";
 import { RemoteSession, type RemoteSessionOptions } from "../actors/agent/remote_session.ts";
-import { certificateValidity, createNodeCSR, renewalTime, verifyNodeCertificate } from "./ca.ts";
+import {
+  certificateValidity,
+  createNodeCSR,
+  nodeTlsInfo,
+  type NodeTlsInfo,
+  renewalTime,
+  verifyNodeCertificate,
+} from "./ca.ts";
+import type { TrustInfo } from "./agent_protocol.ts";
 import {
   type Credentials,
   type NodeConfig,
@@ -25,12 +33,16 @@ import {
   readNodeConfig,
   removeSwarmState,
   writeCredentials,
+  writeNodeConfig,
 } from "./identity.ts";
 import { createAgent, describeThisNode, findDocker, runtimesOf } from "./agent_host.ts";
 import { SHOAL_VERSION } from "../web/http.ts";
 import { agentTaskLogs } from "./task_logs.ts";
 import { type Mesh, type MeshOptions, startMesh } from "./mesh/mesh.ts";
 import { sessionMeshSource } from "./mesh/feed.ts";
+
+/** What a worker's `stopped` resolves with when it was promoted to manager (`node promote`). */
+export const PROMOTED = "promoted to manager";
 
 /** Options of {@linkcode startWorker}. */
 export interface WorkerOptions {
@@ -108,18 +120,62 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   if (managers.length === 0) throw new Error(`${dataDir}/node.json names no manager`);
   const docker = options.docker === false ? undefined : await findDocker(logger);
   const description = describeThisNode(runtimesOf(docker));
+  /** What this node trusts and which root signed its certificate (sent in its description). */
+  let tlsInfo: NodeTlsInfo | undefined;
+  const refreshTlsInfo = async () => {
+    tlsInfo = await nodeTlsInfo(creds!.cert, creds!.ca).catch(() => undefined);
+  };
+  await refreshTlsInfo();
 
   const stopped = Promise.withResolvers<string>();
   let closing = false;
+  let promoting = false;
+  /**
+   * `node promote`: the node gets a manager certificate over its session, records its raft id,
+   * and stops as a worker; `stopped` resolves with {@linkcode PROMOTED} and whoever runs it
+   * starts it again as a manager (`startNode` in `join` mode), which joins the Raft group.
+   */
+  const promote = async (raftId: number) => {
+    await renewing?.catch(() => {});
+    await renew();
+    const id = await verifyNodeCertificate({
+      rootCA: { certPem: creds!.ca },
+      certPem: creds!.cert,
+      now: Date.now(),
+    });
+    if (id.role !== "manager") throw new Error("the manager issued a worker certificate");
+    await writeNodeConfig(dataDir, {
+      ...config,
+      role: "manager",
+      raftId,
+      managers: [...new Set([...(session.info?.managers ?? []), ...managers])],
+    });
+    logger?.info(`node ${config.nodeId}: promoted to manager (raft ${raftId}): restarting as one`);
+    await shutdown(false);
+    stopped.resolve(PROMOTED);
+  };
   const session = new RemoteSession({
     managers,
     credentials: () => creds!,
-    description: () => description,
+    description: () => (tlsInfo ? { ...description, tlsInfo } : description),
     addr: options.advertiseAddr ?? "",
     logger,
     onRefused: (err) => {
       if (closing) return;
       void shutdown(false).finally(() => stopped.resolve(err.message));
+    },
+    onTrust: (info) => {
+      following = following.then(() => followTrust(info)).catch((err) =>
+        logger?.warn(`node ${config.nodeId}: following the swarm's root CA: ${err}`)
+      );
+    },
+    onPromoted: (raftId) => {
+      if (closing || promoting) return;
+      promoting = true;
+      void promote(raftId).catch((err) => {
+        promoting = false;
+        logger?.warn(`node ${config.nodeId}: becoming a manager failed, will retry: ${err}`);
+      });
     },
     ...options.session,
   });
@@ -164,6 +220,35 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }
   }
 
+  // Root rotation: trust the roots the manager names, and renew at once when the certificate is
+  // not from the root that signs now. The manager's word is authenticated by mutual TLS.
+  let following = Promise.resolve();
+  const followTrust = async (info: TrustInfo): Promise<void> => {
+    if (closing || promoting) return;
+    let reconnect = false;
+    if (info.trust !== creds!.ca) {
+      const next = { ...creds!, ca: info.trust };
+      await writeCredentials(dataDir, next);
+      creds = next;
+      mesh?.setCredentials(next);
+      reconnect = true;
+      logger?.info(`node ${config.nodeId}: the swarm's trusted root CAs changed: now trusting them`);
+    }
+    await refreshTlsInfo();
+    if (tlsInfo?.certIssuerPublicKey !== info.issuerKey) {
+      logger?.info(
+        `node ${config.nodeId}: the swarm's root CA is rotating: renewing this node's certificate`,
+      );
+      await renewing?.catch(() => {});
+      renewing = renew().finally(() => (renewing = undefined));
+      await renewing;
+      scheduleRenewal();
+      return;
+    }
+    // A new description (the roots trusted) goes with the next session's hello.
+    if (reconnect) session.reconnect();
+  };
+
   // Certificate renewal.
   let renewTimer: ReturnType<typeof setTimeout> | undefined;
   let renewing: Promise<void> | undefined;
@@ -183,6 +268,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     await writeCredentials(dataDir, next);
     creds = next;
     mesh?.setCredentials(next);
+    await refreshTlsInfo();
     logger?.info(
       `node ${config.nodeId}: certificate renewed, valid until ${
         new Date(identity.notAfter).toISOString()

@@ -38,6 +38,7 @@ import {
   PROTOCOL_VERSION,
   RemoteError,
   splitHostPort,
+  type TrustInfo,
   type WireTask,
 } from "../../node/agent_protocol.ts";
 import { mainAddress } from "./task_addressing.ts";
@@ -73,6 +74,13 @@ export interface RemoteSessionOptions {
   onRefused?: (error: RemoteError) => void;
   /** Called each time a session opens. */
   onSession?: (info: SessionInfo) => void;
+  /**
+   * Called with what the manager says the node must trust and which root must have signed its
+   * certificate (every welcome and heartbeat): a root rotation, when they differ from the node's.
+   */
+  onTrust?: (info: TrustInfo) => void;
+  /** Called when the manager says this node is now a manager (`node promote`), with its raft id. */
+  onPromoted?: (raftId: number) => void;
 }
 
 /** What the manager said when the session opened. */
@@ -386,6 +394,7 @@ export class RemoteSession implements AgentSession {
         for (const item of this.#outbox) this.#sendReport(item);
         for (const w of this.#connectWaiters.splice(0)) w.resolve();
         this.#opts.onSession?.(this.#info);
+        if (m.ca) this.#opts.onTrust?.(m.ca);
         return;
       }
       case "assignments":
@@ -403,6 +412,8 @@ export class RemoteSession implements AgentSession {
         return;
       case "heartbeat":
         this.#period = m.period;
+        if (m.role === "manager" && m.raftId !== undefined) this.#opts.onPromoted?.(m.raftId);
+        if (m.ca) this.#opts.onTrust?.(m.ca);
         return;
       case "logs":
         void this.#streamLogs(conn, m);
