@@ -32,7 +32,7 @@ async function run(cmd: string, args: string[], env: Record<string, string>): Pr
 
 /** Reads `child`'s stdout until `done(text)` holds or 20 s pass; returns what it read. */
 async function readUntil(
-  stream: ReadableStream<Uint8Array>,
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
   done: (text: string) => boolean,
 ): Promise<string> {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
