@@ -10,6 +10,9 @@ import { runCodecBench } from "./codec_bench.ts";
 import { runSchedBench } from "./sched_bench.ts";
 import { runTimeTravelBench } from "./timetravel_bench.ts";
 import { runRaftBench } from "./raft_bench.ts";
+import { runMeshBench } from "./mesh_bench.ts";
+import { runE2eBench } from "./e2e_bench.ts";
+import { runSwarmBench } from "./swarm_bench.ts";
 
 type Bench = (options: { json: boolean }) => unknown;
 
@@ -20,6 +23,9 @@ const BENCHES: Record<string, Bench> = {
   sched: runSchedBench,
   timetravel: runTimeTravelBench,
   raft: runRaftBench,
+  mesh: runMeshBench,
+  e2e: runE2eBench,
+  swarm: runSwarmBench,
 };
 
 async function main(args: string[]): Promise<number> {

@@ -19,13 +19,16 @@ import { SqliteLog, type SyncMode } from "../events/sqlite_log.ts";
 import type { EventLog } from "../events/log.ts";
 import { RaftLog } from "../events/raft_log.ts";
 import { RaftDriver } from "../events/raft/driver.ts";
+import { ClusterStateMachine } from "../actors/state_machine.ts";
 import { SqliteStorage } from "../events/raft/sqlite_storage.ts";
 import type { RootCA } from "../events/schema.ts";
-import { MANAGER_OU } from "./ca.ts";
+import { issueWithSwarmCA, MANAGER_OU, signingCA, trustBundle } from "./ca.ts";
+import { RootRotation } from "./ca_rotation.ts";
 import { RemoteLeaderLink } from "./leader_link.ts";
 import { RaftMembers } from "./raft_members.ts";
 import { type DataKeys, generateUnlockKey, initKeys, openKeys, readKeyFile } from "./keys.ts";
 import { lockedApi } from "./locked.ts";
+import { type Mesh, type MeshOptions, startMesh, stateMeshSource } from "./mesh/mod.ts";
 import { forceNewCluster } from "./force_new_cluster.ts";
 import { newId } from "../events/ids.ts";
 import { Manager } from "../actors/manager.ts";
@@ -94,6 +97,8 @@ export interface NodeOptions {
    * cluster port's host and the next port (4378 for 4377), or a free loopback port without one.
    */
   raftListenAddr?: string;
+  /** Settings of this node's mesh (`node/mesh`), or false to run none (default: run one). */
+  mesh?: Partial<Omit<MeshOptions, "nodeId" | "source" | "credentials">> | false;
   /** The unlock key of an autolocked manager; without it, it starts locked (see `onLocked`). */
   unlockKey?: string;
   /** Called with the API address when the manager starts locked and waits for `swarm unlock`. */
@@ -105,6 +110,13 @@ export interface NodeOptions {
   forceNewCluster?: boolean;
   /** Managers' cluster addresses to ask first (a join gives them), until the state names the leader. */
   joinManagers?: string[];
+  /**
+   * Raft entries between snapshots of the manager's state (after which the log is compacted):
+   * default the `SHOAL_RAFT_SNAPSHOT_ENTRIES` environment variable, else 10,000.
+   */
+  raftSnapshotEntries?: number;
+  /** Entries kept behind a snapshot for slow members: default `SHOAL_RAFT_KEEP_ENTRIES`, else 500. */
+  raftKeepEntries?: number;
 }
 
 /** A running node. */
@@ -149,6 +161,17 @@ export class AlreadyInSwarmError extends Error {
     );
     this.name = "AlreadyInSwarmError";
   }
+}
+
+/** Environment variable `name` as a whole number from `min`, or undefined when unset. */
+function countFromEnv(name: string, min: number): number | undefined {
+  const raw = Deno.env.get(name);
+  if (raw === undefined || raw === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new RangeError(`${name} must be a whole number from ${min}; got "${raw}"`);
+  }
+  return n;
 }
 
 /** Splits `host:port`, with a clear error for anything else. */
@@ -240,6 +263,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const ref: { manager?: Manager } = {};
   let link: RemoteLeaderLink | undefined;
   let log: EventLog;
+  // The manager's state, which the Raft driver snapshots and restores (actors/state_machine.ts).
+  const fold = new ClusterStateMachine();
   const raftListen = legacy ? undefined : raftListenAddr(
     options.raftListenAddr ?? stored?.raftListenAddr,
     clusterListen,
@@ -313,6 +338,10 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       },
       logger: raftLogger(options.logger),
       onFatal: (err) => options.logger?.error(`node ${nodeId}: raft stopped: ${err.message}`),
+      stateMachine: fold,
+      snapshotEntries: options.raftSnapshotEntries ??
+        countFromEnv("SHOAL_RAFT_SNAPSHOT_ENTRIES", 1),
+      keepEntries: options.raftKeepEntries ?? countFromEnv("SHOAL_RAFT_KEEP_ENTRIES", 0),
     });
     const d = driver;
     log = new RaftLog(d);
@@ -332,11 +361,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     logger: options.logger,
     projections: [orchestrator, allocator, scheduler],
     leaderLink: link,
+    stateMachine: fold,
   });
   ref.manager = manager;
   let agent: Agent | undefined;
   let dispatcher: Dispatcher | undefined;
   let members: RaftMembers | undefined;
+  let rotation: RootRotation | undefined;
   let renewTimer: ReturnType<typeof setTimeout> | undefined;
   let unsubscribeRole: (() => void) | undefined;
   const docker = options.docker === false ? undefined : await findDocker(options.logger);
@@ -347,6 +378,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   let boundClusterListen: string | undefined;
   let stopKeySync: (() => void) | undefined;
   let demoted = false;
+  let mesh: Mesh | undefined;
   const cleanup = async () => {
     clearTimeout(renewTimer);
     clearInterval(removedWatch);
@@ -358,7 +390,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     link?.close();
     const logClosed = log.close();
     await members?.stop();
+    await rotation?.stop();
     await agent?.stop();
+    await mesh?.close();
     await dispatcher?.stop();
     // Long-lived responses (an `events` stream) end first, or shutdown would wait on them.
     handler?.close();
@@ -376,6 +410,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         void manager.setLeader(leading);
         dispatcher?.setLeading(leading);
         members?.kick();
+        rotation?.kick();
       };
       unsubscribeRole = d.onRoleChange((role) => follow(role));
     } else {
@@ -482,6 +517,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
             const renewed = await managerCredentials(options.dataDir, manager.state, nodeId);
             credentials = renewed;
             disp.setCredentials(renewed);
+            mesh?.setCredentials(renewed);
             options.logger?.info(`node ${nodeId}: manager certificate renewed`);
             scheduleRenewal(renewed.cert);
           } catch (err) {
@@ -495,6 +531,20 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       members = new RaftMembers({ driver, manager, logger: options.logger });
       members.start();
     }
+    // Root CA rotation (`swarm ca --rotate`): this manager's certificate follows the swarm's
+    // signing root, and the leader ends a rotation once every node has followed.
+    rotation = new RootRotation({
+      manager,
+      nodeId,
+      dataDir: options.dataDir,
+      logger: options.logger,
+      onCredentials: (renewed) => {
+        credentials = renewed;
+        dispatcher?.setCredentials(renewed);
+        mesh?.setCredentials(renewed);
+      },
+    });
+    rotation.start();
     if (keys !== undefined) {
       // Every manager wraps its data key with the swarm's unlock key while autolock is on (the
       // key travels in the log, itself encrypted), and with a stored key when it is off.
@@ -542,7 +592,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       });
     await writeConfig();
 
-    const description = describeThisNode(runtimes);
+    // The TLS info is the root CA follower's to report (ca_rotation.ts): kept as it is.
+    const description = {
+      ...describeThisNode(runtimes),
+      ...(self.description.tlsInfo ? { tlsInfo: self.description.tlsInfo } : {}),
+    };
     const statusAddr = clusterAddr ? hostOf(clusterAddr) : hostname;
     const announce: ShoalEvent[] = [
       ...(equalData(self.description, description) ? [] : [{
@@ -582,12 +636,27 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       void retryUntilDone(() => manager.propose(announce, by), announcing.signal, options.logger);
     }
 
+    // This node's mesh: published ports, service VIPs and names (node/mesh/), from the state.
+    if (options.mesh !== false) {
+      try {
+        mesh = await startMesh({
+          nodeId,
+          source: stateMeshSource(manager),
+          credentials: () => credentials,
+          logger: options.logger,
+          ...options.mesh,
+        });
+      } catch (err) {
+        options.logger?.error(`node ${nodeId}: the mesh did not start: ${(err as Error).message}`);
+      }
+    }
     agent = await createAgent({
       nodeId,
       dataDir: options.dataDir,
       session: new LocalSession(manager, nodeId),
       docker,
       logger: options.logger,
+      dns: () => mesh?.dnsServers ?? [],
     });
     agent.start();
     const runningAgent = agent;
@@ -952,9 +1021,14 @@ async function managerCredentials(
   const cluster = state.cluster!;
   const now = Date.now();
   const stored = await readCredentials(dataDir);
-  if (stored !== undefined && stored.ca === cluster.rootCA.certPem) {
+  if (stored !== undefined && stored.ca === trustBundle(cluster.rootCA)) {
     try {
-      const id = await verifyNodeCertificate({ rootCA: cluster.rootCA, certPem: stored.cert, now });
+      // Signed by the root that signs now (the new one during a root rotation).
+      const id = await verifyNodeCertificate({
+        rootCA: { certPem: signingCA(cluster.rootCA).certPem },
+        certPem: stored.cert,
+        now,
+      });
       if (
         id.nodeId === nodeId && id.role === "manager" &&
         now < renewalTime(id.notBefore, id.notAfter, 0.5)
@@ -966,8 +1040,7 @@ async function managerCredentials(
     }
   }
   const csr = await createNodeCSR({ nodeId });
-  const issued = await issueNodeCertificate({
-    rootCA: cluster.rootCA,
+  const issued = await issueWithSwarmCA(cluster.rootCA, {
     csrPem: csr.csrPem,
     nodeId,
     role: "manager",
@@ -975,7 +1048,7 @@ async function managerCredentials(
     now,
     expiryMs: cluster.spec.caConfig.nodeCertExpiry,
   });
-  const creds = { key: csr.keyPem, cert: issued.certPem, ca: cluster.rootCA.certPem };
+  const creds = { key: csr.keyPem, cert: issued.certPem, ca: trustBundle(cluster.rootCA) };
   await writeCredentials(dataDir, creds);
   return creds;
 }

@@ -59,9 +59,9 @@ import {
 import type { Command } from "../actors/commands.ts";
 import { errorToWire } from "./leader_link.ts";
 import { taskAddressing } from "../actors/agent/task_addressing.ts";
+import { MeshMapFeed } from "./mesh/feed.ts";
 import {
   type AssignmentsMessage,
-  type TrustInfo,
   derToPem,
   type ErrorCode,
   ForwardRequest,
@@ -72,6 +72,7 @@ import {
   PROTOCOL_VERSION,
   SessionMessage,
   splitHostPort,
+  type TrustInfo,
   type WireFile,
   type WireTask,
 } from "./agent_protocol.ts";
@@ -202,6 +203,7 @@ export class Dispatcher {
   #unsubscribe: (() => void) | undefined;
   #stopped = false;
   #leading = true;
+  #meshFeed: MeshMapFeed | undefined;
   /** Reads tasks' output from their nodes' agents (`service logs`), over their sessions. */
   readonly logs: LogRelay = new LogRelay((nodeId, message) => {
     const session = this.#sessions.get(nodeId);
@@ -276,6 +278,13 @@ export class Dispatcher {
     this.#address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
     this.#advertise = this.#opts.advertiseAddr ?? this.#address;
     this.#unsubscribe = this.#manager.onApplied(() => this.#assignmentsChanged());
+    // Every node's mesh follows the map of services, tasks and addresses (node/mesh/feed.ts).
+    this.#meshFeed = new MeshMapFeed({
+      manager: this.#manager,
+      broadcast: (m) => {
+        for (const s of this.#sessions.values()) if (s.established) s.send(m);
+      },
+    });
     if (this.#leading) this.#armAll();
     return this.#address;
   }
@@ -456,7 +465,10 @@ export class Dispatcher {
     const rootCA: RotatingRootCA | undefined = this.#manager.state.cluster?.rootCA;
     if (rootCA === undefined) return {};
     return {
-      ca: { trust: trustBundle(rootCA), issuerKey: certificatePublicKey(signingCA(rootCA).certPem) },
+      ca: {
+        trust: trustBundle(rootCA),
+        issuerKey: certificatePublicKey(signingCA(rootCA).certPem),
+      },
     };
   }
 
@@ -482,6 +494,7 @@ export class Dispatcher {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#unsubscribe?.();
+    this.#meshFeed?.close();
     for (const t of this.#expiry.values()) clearTimeout(t);
     this.#expiry.clear();
     clearTimeout(this.#assignTimer);
@@ -697,6 +710,7 @@ export class Dispatcher {
       ...this.#caInfo(),
     });
     this.#sendAssignments(session);
+    if (this.#meshFeed) session.send(this.#meshFeed.full());
   }
 
   async #renew(session: AgentConnection, seq: number, csrPem: string): Promise<ManagerMessage> {

@@ -31,6 +31,7 @@ import {
 } from "../../events/schema.ts";
 import type { LogLine, LogReadOptions } from "./log_capture.ts";
 import type { HealthState, ProbeResult } from "./health.ts";
+import type { TaskAddressing } from "./task_addressing.ts";
 
 /** Everything an executor needs to run one task. */
 export interface ExecutorTask {
@@ -46,6 +47,11 @@ export interface ExecutorTask {
   readonly secretData?: ReadonlyMap<string, Uint8Array>;
   /** Bytes of the configs `spec.configs` names, by config id. */
   readonly configData?: ReadonlyMap<string, Uint8Array>;
+  /**
+   * Its address to bind and the services it can reach (task_addressing.ts); absent: it binds
+   * 127.0.0.1 and knows no service.
+   */
+  readonly addressing?: TaskAddressing;
 }
 
 /** How a task's program ended: its exit code, and the signal that killed it, if one did. */

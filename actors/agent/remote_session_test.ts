@@ -3,7 +3,7 @@
  * over real TLS on loopback, with a real manager and projections and fake executors.
  */
 import assert from "node:assert/strict";
-import { ServiceSpec, TaskState } from "../../events/schema.ts";
+import { NetworkSpec, ServiceSpec, TaskState } from "../../events/schema.ts";
 import {
   join,
   runningByNode,
@@ -110,6 +110,31 @@ Deno.test("a secret reaches only the node whose task uses it", async () => {
     await until("the secret dropped", () => a.session.heldFiles.secrets.length === 0);
   } finally {
     for (const w of workers) await w.stop();
+    await swarm.close();
+  }
+});
+
+Deno.test("a remote task is told its address on its network", async () => {
+  const swarm = await testSwarm();
+  const w = runWorker(swarm, await join(swarm, "a"), "a");
+  try {
+    const { events: [created] } = await swarm.manager.execute({
+      kind: "CreateNetwork",
+      spec: NetworkSpec.parse({ name: "appnet" }),
+    }, { by: "user" });
+    await swarm.manager.execute({
+      kind: "CreateService",
+      spec: service("api", 1, { networks: [{ target: created.data.id }] }),
+    }, { by: "user" });
+    await until(
+      "api running",
+      () => runningByNode(swarm.manager, "api").get(w.joined.nodeId) === 1,
+    );
+    const task = [...swarm.manager.state.tasksOn(w.joined.nodeId)][0];
+    assert.match(task.addresses[0], /^127\.1\.0\.\d+$/);
+    assert.equal(w.executors[0].task!.addressing!.addr, task.addresses[0]);
+  } finally {
+    await w.stop();
     await swarm.close();
   }
 });

@@ -475,6 +475,7 @@ export class Transport {
     if (!verify) return true;
     const verdict = verify({ id, certificate: socket.getPeerCertificate() });
     if (verdict === true) return true;
+    this.#logger.warn(`raft ${this.id}: refused a connection claiming raft node ${id}: ${verdict}`);
     conn.close(`peer ${id} refused: ${verdict}`);
     return false;
   }

@@ -130,6 +130,7 @@ Deno.test("containerBody: labels, entrypoint and command, env, mounts, health ch
   assert.deepEqual(body.Env, [
     "A=1",
     "B=x=y",
+    "SHOAL_TASK_ADDR=127.0.0.1",
     "SHOAL_TASK_ID=abc",
     "SHOAL_TASK_NAME=api.3.abc",
     "SHOAL_TASK_SLOT=3",

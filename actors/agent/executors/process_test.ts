@@ -108,7 +108,14 @@ Deno.test("ProcessExecutor gives the task its environment, directory and SHOAL_ 
       'echo "pwd=$(pwd)"; echo "home=$HOME"; echo "greeting=$GREETING"; echo "bare=${BARE-unset}"; ' +
         "env | grep ^SHOAL_ | sort",
       { env: ["GREETING=hello world", "BARE", "SHOAL_TASK_ID=spoofed"] },
-      { id: "abc123", serviceName: "api", serviceId: "svc9", slot: 2, nodeId: "n7" },
+      {
+        id: "abc123",
+        serviceName: "api",
+        serviceId: "svc9",
+        slot: 2,
+        nodeId: "n7",
+        addressing: { addr: "127.1.0.3", services: { SHOAL_SERVICE_DB_HOST: "127.1.0.2" } },
+      },
     );
     Deno.env.set("BARE", "leaked");
     try {
@@ -126,8 +133,10 @@ Deno.test("ProcessExecutor gives the task its environment, directory and SHOAL_ 
       `SHOAL_CONFIGS_DIR=${dir}/configs`,
       "SHOAL_NODE_ID=n7",
       `SHOAL_SECRETS_DIR=${dir}/secrets`,
+      "SHOAL_SERVICE_DB_HOST=127.1.0.2",
       "SHOAL_SERVICE_ID=svc9",
       "SHOAL_SERVICE_NAME=api",
+      "SHOAL_TASK_ADDR=127.1.0.3",
       "SHOAL_TASK_ID=abc123",
       "SHOAL_TASK_NAME=api.2.abc123",
       "SHOAL_TASK_SLOT=2",
