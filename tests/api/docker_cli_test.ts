@@ -203,6 +203,65 @@ Deno.test({
       assert.equal((await ok(["network", "rm", "backend"])).trim(), "backend");
       assert.equal(m.state.networks.size, 0);
 
+      // service networking: a subnet asked for, a service on it with a VIP, in use until removed
+      const outside = await docker(["network", "create", "--subnet", "10.0.9.0/24", "net10"]);
+      assert.equal(outside.code, 1);
+      assert.match(outside.stderr, /invalid subnet 10\.0\.9\.0\/24: .*inside 127\.0\.0\.0\/8/);
+      const appnet = (await ok([
+        "network",
+        "create",
+        "--driver",
+        "overlay",
+        "--attachable",
+        "--opt",
+        "encrypted",
+        "--subnet",
+        "127.66.0.0/24",
+        "appnet",
+      ])).trim();
+      await ok([
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "netsvc",
+        "--network",
+        "appnet",
+        "busybox",
+      ]);
+      const waitFor = async (args: string[], want: string) => {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const out = (await ok(args)).trim();
+          if (out === want || Date.now() > deadline) return out;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      assert.equal(
+        await waitFor(
+          ["service", "inspect", "--format", "{{json .Endpoint.VirtualIPs}}", "netsvc"],
+          `[{"NetworkID":"${appnet}","Addr":"127.66.0.2/24"}]`,
+        ),
+        `[{"NetworkID":"${appnet}","Addr":"127.66.0.2/24"}]`,
+      );
+      assert.equal(
+        (await ok(["network", "inspect", "--format", "{{json .IPAM.Config}}", "appnet"])).trim(),
+        '[{"Subnet":"127.66.0.0/24","Gateway":"127.66.0.1"}]',
+      );
+      assert.equal(
+        (await ok(["network", "inspect", "--format", "{{.Attachable}} {{.Options}}", "appnet"]))
+          .trim(),
+        "true map[encrypted:]",
+      );
+      const netInUse = await docker(["network", "rm", "appnet"]);
+      assert.equal(netInUse.code, 1);
+      assert.match(
+        netInUse.stderr,
+        /network appnet is in use by the following service\(s\): netsvc/,
+      );
+      assert.equal((await ok(["service", "rm", "netsvc"])).trim(), "netsvc");
+      assert.equal((await ok(["network", "rm", "appnet"])).trim(), "appnet");
+
       // nodes
       assert.equal(
         (await ok(["node", "update", "--availability", "drain", node.nodeId])).trim(),

@@ -233,6 +233,36 @@ Deno.test({
         const inspected = JSON.parse(ok(await run("network", "inspect", "backend"), "inspect"));
         assert.equal(inspected[0].Attachable, true);
         assert.equal(ok(await run("network", "rm", "backend"), "network rm"), "backend\n");
+
+        // A stack's network with an asked-for subnet: inspect shows what the allocator gave it.
+        ok(
+          await run(
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--subnet",
+            "127.31.0.0/24",
+            "--opt",
+            "encrypted",
+            "--label",
+            "com.docker.stack.namespace=demo",
+            "demo_default",
+          ),
+          "network create --subnet",
+        );
+        let ipam: unknown[] = [];
+        for (let i = 0; i < 100; i++) {
+          const net = JSON.parse(ok(await run("network", "inspect", "demo_default"), "inspect"))[0];
+          ipam = net.IPAM.Config;
+          if ((ipam[0] as { Gateway?: string })?.Gateway) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.deepEqual(ipam, [{ Subnet: "127.31.0.0/24", Gateway: "127.31.0.1" }]);
+        const outside = await run("network", "create", "--subnet", "10.1.0.0/24", "ten");
+        assert.equal(outside.code, 1);
+        assert.match(outside.stderr, /invalid subnet 10\.1\.0\.0\/24: .*inside 127\.0\.0\.0\/8/);
+        assert.equal(ok(await run("network", "rm", "demo_default"), "rm"), "demo_default\n");
       });
 
       await t.step("swarm join-token and swarm update", async () => {
