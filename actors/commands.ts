@@ -43,7 +43,17 @@ export type ClusterCommand =
   | { kind: "UpdateCluster"; spec: ClusterSpec; version?: number }
   | { kind: "RotateJoinToken"; role: NodeRole; token: string }
   /** Sets the managers' unlock key (`SWMKEY-1-...`), or "" when autolock is off. */
-  | { kind: "RotateUnlockKey"; unlockKey: string };
+  | { kind: "RotateUnlockKey"; unlockKey: string }
+  /**
+   * Root CA rotation (`swarm ca --rotate`): starts one (`rootCA` carries `rotation`), or, with
+   * `finishes` (the digest of the rotation's new root) and new join tokens, ends it.
+   */
+  | {
+    kind: "RotateRootCA";
+    rootCA: RootCA;
+    finishes?: string;
+    joinTokens?: { worker: string; manager: string };
+  };
 
 /** Commands on nodes. `node` is an id, a hostname, or an id prefix. */
 export type NodeCommand =
@@ -90,6 +100,7 @@ export function decide(state: ClusterState, command: Command, ctx: DecideContext
     case "UpdateCluster":
     case "RotateJoinToken":
     case "RotateUnlockKey":
+    case "RotateRootCA":
       return decideClusterCommand(state, command, ctx);
     case "UpdateNode":
     case "RemoveNode":

@@ -82,9 +82,21 @@ export class ApiClient {
   /** The API's base URL, `http://host:port`. */
   readonly base: string;
 
-  /** Creates a client for the API at `base` (see {@link resolveHost}). */
-  constructor(base: string) {
-    this.base = base;
+  /** With mutual TLS (`cli/tls_client.ts`): the HTTP client holding the certificates. */
+  readonly #http: Deno.HttpClient | undefined;
+
+  /**
+   * Creates a client for the API at `base` (see {@link resolveHost}); with `tls`, over HTTPS
+   * with that client certificate, checking the manager's against `tls.caCerts`.
+   */
+  constructor(
+    base: string,
+    tls?: { readonly caCerts: string[]; readonly cert: string; readonly key: string },
+  ) {
+    this.base = tls ? base.replace(/^http:/, "https:") : base;
+    this.#http = tls
+      ? Deno.createHttpClient({ caCerts: tls.caCerts, cert: tls.cert, key: tls.key })
+      : undefined;
   }
 
   #url(path: string, query: Query = {}): string {
@@ -104,6 +116,7 @@ export class ApiClient {
     let res: Response;
     try {
       res = await fetch(url, {
+        client: this.#http,
         method,
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -155,7 +168,7 @@ export class ApiClient {
   async open(path: string, query: Query, signal?: AbortSignal): Promise<Response> {
     let res: Response;
     try {
-      res = await fetch(this.#url(path, query), { signal });
+      res = await fetch(this.#url(path, query), { signal, client: this.#http });
     } catch (err) {
       throw new CliError(
         `Cannot connect to the Shoal manager at ${this.base}. Is the manager running?\n(${
@@ -198,7 +211,7 @@ export class ApiClient {
     const url = this.#url(path, query);
     let res: Response;
     try {
-      res = await fetch(url, { signal });
+      res = await fetch(url, { signal, client: this.#http });
     } catch (err) {
       if (signal?.aborted) return;
       throw new CliError(

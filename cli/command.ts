@@ -7,6 +7,7 @@
  */
 import { flagHelp, type FlagSpec, type ParsedArgs, parseFlags, UsageError } from "./flags.ts";
 import { ApiClient, resolveHost } from "./client.ts";
+import { tlsClientMaterial, type TlsFlags } from "./tls_client.ts";
 import { CliError } from "./format.ts";
 
 /** Where a command writes, and what it knows of its terminal. */
@@ -54,7 +55,7 @@ export function processIo(): Io {
 }
 
 /** Options given before the command name (`shoal -H tcp://10.0.0.1:4375 service ls`). */
-export const globalOptions: { host?: string } = {};
+export const globalOptions: { host?: string; tls?: TlsFlags } = {};
 
 /** Where commands write and what time it is: the process's, unless a test swaps them. */
 export const runtime: { makeIo: () => Io; now: () => number } = {
@@ -149,6 +150,7 @@ export async function runSubcommand(
         (parsed.flags.host as string | undefined) ?? globalOptions.host,
         (k) => Deno.env.get(k),
       ),
+      await tlsClientMaterial(globalOptions.tls ?? {}, (k) => Deno.env.get(k)),
     ),
     io,
     now: runtime.now,

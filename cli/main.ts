@@ -6,6 +6,7 @@
 import { UsageError } from "./flags.ts";
 import { CliError } from "./format.ts";
 import { globalOptions, runtime } from "./command.ts";
+import { takeTlsFlag } from "./tls_client.ts";
 import { SHOAL_VERSION } from "../web/api.ts";
 
 /** A command group: runs with the arguments after its name, resolves with the exit code. */
@@ -52,6 +53,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMai
     summary: "Manage Swarm services",
     load: async () => (await import("./service.ts")).serviceCommand,
   },
+  stop: {
+    summary: "Stop the node running with a data dir (one started with --detach)",
+    load: async () => (await import("./detach.ts")).stopCommand,
+  },
   stack: {
     summary: "Manage Swarm stacks",
     load: async () => (await import("./stack.ts")).stackCommand,
@@ -80,6 +85,11 @@ function usage(): string {
     "Global options:",
     "  -H, --host string   Manager to talk to: tcp://HOST:PORT (default: $SHOAL_HOST, then",
     "                      $DOCKER_HOST, then tcp://127.0.0.1:4375)",
+    "      --tlsverify     Use TLS with a client certificate, to a manager's --api-tls-addr",
+    "                      (also $DOCKER_TLS_VERIFY)",
+    "      --tlscacert string  Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem)",
+    "      --tlscert string    Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem)",
+    "      --tlskey string     Path to TLS key file (default $DOCKER_CERT_PATH/key.pem)",
     "",
     "Commands:",
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}   ${c.summary}`),
@@ -100,6 +110,11 @@ export async function main(argv: string[]): Promise<number> {
     } else if (a.startsWith("--host=") || (a.startsWith("-H") && a.length > 2)) {
       globalOptions.host = a.startsWith("--host=") ? a.slice(7) : a.slice(2).replace(/^=/, "");
       argv.splice(0, 1);
+    } else if (a.startsWith("--tls")) {
+      // Docker's TLS options (cli/tls_client.ts): the manager's API over mutual TLS.
+      const used = takeTlsFlag(argv, globalOptions.tls ??= {});
+      if (used === 0) break;
+      argv.splice(0, used);
     } else break;
   }
   const [name, ...rest] = argv;

@@ -47,8 +47,26 @@ const NODE_HEADER = {
   TLSStatus: "TLS STATUS",
 };
 
-/** One node's row for `node ls`. */
-export function nodeContext(n: Node, selfId: string) {
+/** Docker's `TLSInfo`, of a node or of the swarm. */
+type TlsInfo = { TrustRoot?: string; CertIssuerSubject?: string; CertIssuerPublicKey?: string };
+
+/**
+ * Docker's `TLSStatus` of a node: `Ready` when it trusts the swarm's root and holds a certificate
+ * of the root that signs now, `Needs Rotation` when not (a root rotation under way), `Unknown`
+ * when either side says nothing.
+ */
+export function tlsStatus(node: TlsInfo | undefined, swarm: TlsInfo | undefined): string {
+  const empty = (t: TlsInfo | undefined) =>
+    !t?.TrustRoot && !t?.CertIssuerSubject && !t?.CertIssuerPublicKey;
+  if (empty(node) || empty(swarm)) return "Unknown";
+  const same = node!.TrustRoot === swarm!.TrustRoot &&
+    node!.CertIssuerSubject === swarm!.CertIssuerSubject &&
+    node!.CertIssuerPublicKey === swarm!.CertIssuerPublicKey;
+  return same ? "Ready" : "Needs Rotation";
+}
+
+/** One node's row for `node ls`; `swarmTls` is the swarm's `TLSInfo` (for `TLSStatus`). */
+export function nodeContext(n: Node, selfId: string, swarmTls?: TlsInfo) {
   let manager = "";
   if (n.ManagerStatus) {
     manager = n.ManagerStatus.Leader ? "Leader" : n.ManagerStatus.Reachability ?? "";
@@ -60,7 +78,7 @@ export function nodeContext(n: Node, selfId: string) {
     Status: prettyPrint(n.Status.State),
     Availability: prettyPrint(n.Spec.Availability ?? ""),
     ManagerStatus: prettyPrint(manager),
-    TLSStatus: "Unknown",
+    TLSStatus: tlsStatus(n.Description?.TLSInfo, swarmTls),
     EngineVersion: n.Description?.Engine?.EngineVersion ?? "",
   });
 }
@@ -71,6 +89,7 @@ export function renderNodes(
   selfId: string,
   format: string,
   quiet: boolean,
+  swarmTls?: TlsInfo,
 ) {
   let f = format || TABLE;
   if (f === TABLE) f = quiet ? QUIET_FORMAT : NODE_TABLE;
@@ -78,7 +97,7 @@ export function renderNodes(
   const sorted = [...nodes].sort((a, b) =>
     naturalCompare(a.Description?.Hostname ?? "", b.Description?.Hostname ?? "")
   );
-  return renderList(f, NODE_HEADER, sorted.map((n) => nodeContext(n, selfId)));
+  return renderList(f, NODE_HEADER, sorted.map((n) => nodeContext(n, selfId, swarmTls)));
 }
 
 /** Docker's `node inspect --pretty` template, verbatim. */
@@ -268,11 +287,15 @@ const ls: Subcommand = {
       filters: parseFilters(list(p, "filter")),
     });
     let self = "";
+    let swarmTls: TlsInfo | undefined;
     if (nodes.length > 0 && !quiet) {
-      const info = await env.client.get<{ Swarm?: { NodeID?: string } }>("/info");
+      const info = await env.client.get<
+        { Swarm?: { NodeID?: string; Cluster?: { TLSInfo?: TlsInfo } } }
+      >("/info");
       self = info.Swarm?.NodeID ?? "";
+      swarmTls = info.Swarm?.Cluster?.TLSInfo;
     }
-    await env.io.out(renderNodes(nodes, self, str(p, "format"), quiet));
+    await env.io.out(renderNodes(nodes, self, str(p, "format"), quiet, swarmTls));
   },
 };
 

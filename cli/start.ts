@@ -12,11 +12,15 @@ import { startNode } from "../node/daemon.ts";
 import { startWorker } from "../node/worker.ts";
 import { readNodeConfig } from "../node/identity.ts";
 import type { SyncMode } from "../events/sqlite_log.ts";
+import { DETACH_FLAG, runDetached } from "./detach.ts";
 import {
+  API_TLS_FLAG,
+  lockedBanner,
   runManagerForeground,
   runWorkerForeground,
-  lockedBanner,
+  startTlsApi,
   stderrLogger,
+  tlsApiLine,
   workerBanner,
 } from "./swarm_node.ts";
 
@@ -45,6 +49,8 @@ const FLAGS: FlagSpec[] = [
     description: 'Node log level on stderr ("info"|"warn"|"error"|"none")',
     default: "warn",
   },
+  API_TLS_FLAG,
+  DETACH_FLAG,
   { name: "help", kind: "boolean", description: "Print usage" },
 ];
 
@@ -65,6 +71,13 @@ export async function startCommand(argv: string[]): Promise<number> {
     throw new UsageError(`invalid argument "${sync}" for "--sync" flag: use full, normal or off`);
   }
   const dataDir = await Deno.realPath(await ensureDir(flags["data-dir"] as string));
+  if (flags.detach === true) {
+    return await runDetached({
+      dataDir,
+      argv: Deno.args,
+      out: (t) => Promise.resolve(console.log(t.replace(/\n$/, ""))),
+    });
+  }
   const logger = stderrLogger(flags["log-level"] as string);
   const stored = await readNodeConfig(dataDir);
   if (stored?.role === "worker") {
@@ -84,6 +97,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     onLocked: (api) => lockedBanner(api, dataDir),
     logger,
   });
+  const tlsApi = await startTlsApi(node, flags["api-tls-addr"] as string | undefined, logger);
   const s = node.manager.state;
   const self = s.nodes.get(node.nodeId)!;
   console.log(
@@ -99,12 +113,13 @@ export async function startCommand(argv: string[]): Promise<number> {
       `  data dir   ${dataDir}`,
       `  log        ${s.index} entries (${s.services.size} services, ${s.tasks.size} tasks)`,
       `  API        ${node.apiUrl}`,
+      ...(tlsApi ? [tlsApiLine(tlsApi).trimEnd()] : []),
       ...(node.clusterAddr ? [`  cluster    ${node.clusterAddr} (agents and joins)`] : []),
       "",
       "Press Ctrl-C to stop.",
     ].join("\n"),
   );
-  return await runManagerForeground(node, dataDir, logger);
+  return await runManagerForeground(node, dataDir, logger, tlsApi);
 }
 
 async function ensureDir(path: string): Promise<string> {

@@ -212,10 +212,11 @@ const update: Subcommand = {
 /** Runs `shoal swarm ...` (`init`, `join` and `leave` run the local node: cli/swarm_node.ts). */
 export async function swarmCommand(args: string[]): Promise<number> {
   const { nodeSubcommands } = await import("./swarm_node.ts");
+  const { caCommand } = await import("./swarm_ca.ts");
   return runGroup(
     "swarm",
     "Manage Swarm",
-    [...nodeSubcommands, joinToken, unlock, unlockKey, update],
+    [...nodeSubcommands, caCommand, joinToken, unlock, unlockKey, update],
     args,
   );
 }

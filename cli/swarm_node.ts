@@ -17,6 +17,7 @@ import { runSubcommand, str, type Subcommand } from "./command.ts";
 import { CliError } from "./format.ts";
 import { UsageError } from "./flags.ts";
 import { humanDuration, parseDuration, parseInt64 } from "./units.ts";
+import { DETACH_FLAG, runDetached } from "./detach.ts";
 import type { SyncMode } from "../events/sqlite_log.ts";
 import type { Logger } from "../actors/runtime.ts";
 import type { RunningNode } from "../node/daemon.ts";
@@ -113,9 +114,17 @@ async function absoluteDir(path: string): Promise<string> {
   return await Deno.realPath(path);
 }
 
-/** Runs until Ctrl-C (or SIGTERM), or until the node stops on its own; returns why. */
+/** `shoal stop` (the control socket's `stop`): as Ctrl-C. */
+const stopRequests = new Set<() => void>();
+function requestStop(): void {
+  for (const fn of stopRequests) fn();
+}
+
+/** Runs until Ctrl-C (or SIGTERM, or `shoal stop`), or until the node stops on its own. */
 async function untilStopped(stopped: Promise<string>): Promise<{ signal?: string; why?: string }> {
   const { promise, resolve } = Promise.withResolvers<{ signal?: string; why?: string }>();
+  const onStop = () => resolve({ signal: "shoal stop" });
+  stopRequests.add(onStop);
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   const handlers = signals.map((sig) => {
     const h = () => resolve({ signal: sig });
@@ -124,6 +133,7 @@ async function untilStopped(stopped: Promise<string>): Promise<{ signal?: string
   });
   stopped.then((why) => resolve({ why }));
   const outcome = await promise;
+  stopRequests.delete(onStop);
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   return outcome;
 }
@@ -131,11 +141,54 @@ async function untilStopped(stopped: Promise<string>): Promise<{ signal?: string
 // ---------------------------------------------------------------------------------------------
 // Running a manager or a worker in the foreground
 
+/** The `--api-tls-addr` flag of the commands that run a manager. */
+export const API_TLS_FLAG = {
+  name: "api-tls-addr",
+  kind: "string",
+  description:
+    "Also serve the API on this HOST:PORT with mutual TLS: managers' certificates only (remote control)",
+} as const;
+
+/** A manager's API over mutual TLS (node/api_tls.ts), when `--api-tls-addr` asks for it. */
+export interface TlsApi {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Starts the API over mutual TLS at `addr` for `node`; undefined without an address. */
+export async function startTlsApi(
+  node: RunningNode,
+  addr: string | undefined,
+  logger: Logger | undefined,
+): Promise<TlsApi | undefined> {
+  if (addr === undefined || addr === "") return undefined;
+  const { serveApiTls } = await import("../node/api_tls.ts");
+  const server = await serveApiTls({
+    listenAddr: hostPort(addr, "api-tls-addr"),
+    apiAddr: node.apiUrl.replace(/^http:\/\//, ""),
+    manager: node.manager,
+    nodeId: node.nodeId,
+    hosts: node.clusterAddr ? [node.clusterAddr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "")] : [],
+    logger,
+  });
+  return { url: `https://${server.address}`, close: () => server.close() };
+}
+
+/** The banner line of the API over mutual TLS. */
+export function tlsApiLine(api: TlsApi | undefined): string {
+  return api
+    ? `  API (TLS)  ${api.url}   (shoal --tlsverify --host ${
+      api.url.replace("https://", "tcp://")
+    } ..., managers' certificates only)\n`
+    : "";
+}
+
 /** Serves the control socket of a manager node, runs it until stopped, and stops it. */
 export async function runManagerForeground(
   node: RunningNode,
   dataDir: string,
   logger: Logger | undefined,
+  tlsApi?: TlsApi,
 ): Promise<number> {
   let left = false;
   const { serveControl } = await control();
@@ -148,16 +201,19 @@ export async function runManagerForeground(
       await node.leave(force);
       left = true;
     },
+    stop: requestStop,
   }, logger);
   try {
     const outcome = await untilStopped(node.stopped);
     if (outcome.signal) {
       console.log(`\n${outcome.signal}: stopping...`);
+      await tlsApi?.close();
       await node.close();
       console.log(`Stopped. Run "shoal start --data-dir ${dataDir}" to resume this swarm.`);
       return 0;
     }
     if (outcome.why === (await daemon()).DEMOTED) {
+      await tlsApi?.close();
       await socket.close();
       // `node demote`: the same node carries on as a worker.
       const worker = await (await workerModule()).startWorker({ dataDir, logger });
@@ -167,7 +223,9 @@ export async function runManagerForeground(
     console.log(left ? "Node left the swarm." : `Stopped: ${outcome.why}`);
     return 0;
   } finally {
+    await tlsApi?.close();
     await socket.close();
+    await (await import("./detach.ts")).removeOwnPidFile(dataDir);
   }
 }
 
@@ -185,6 +243,7 @@ export async function runWorkerForeground(
       await worker.leave(force);
       return () => left.resolve("left");
     },
+    stop: requestStop,
   }, logger);
   try {
     const outcome = await untilStopped(Promise.race([worker.stopped, left.promise]));
@@ -224,6 +283,7 @@ export async function runWorkerForeground(
     return 1;
   } finally {
     await socket.close();
+    await (await import("./detach.ts")).removeOwnPidFile(dataDir);
   }
 }
 
@@ -314,6 +374,8 @@ const init: Subcommand = {
       kind: "boolean",
       description: "Force create a new cluster from current state",
     },
+    API_TLS_FLAG,
+    DETACH_FLAG,
     LOG_LEVEL_FLAG,
   ],
   args: { exact: 0 },
@@ -355,6 +417,9 @@ const init: Subcommand = {
     const sync = syncMode(str(p, "sync"));
     const logger = stderrLogger(str(p, "log-level"));
     const dataDir = await absoluteDir(str(p, "data-dir"));
+    if (p.flags.detach === true) {
+      return await runDetached({ dataDir, argv: Deno.args, out: (t) => env.io.out(t) });
+    }
     const { AlreadyInSwarmError, startNode } = await daemon();
     const force = p.flags["force-new-cluster"] === true;
     const stored = force ? await (await identity()).readNodeConfig(dataDir) : undefined;
@@ -387,6 +452,7 @@ const init: Subcommand = {
       throw err;
     }
     const token = node.manager.state.cluster!.joinTokens.worker;
+    const tlsApi = await startTlsApi(node, str(p, "api-tls-addr") || undefined, logger);
     await env.io.out(
       `Swarm initialized: current node (${node.nodeId}) is now a manager.\n\n` +
         "To add a worker to this swarm, run the following command:\n\n" +
@@ -396,10 +462,11 @@ const init: Subcommand = {
         `  API        ${node.apiUrl}   (shoal --host ${
           node.apiUrl.replace("http://", "tcp://")
         } ...)\n` +
+        tlsApiLine(tlsApi) +
         `  data dir   ${dataDir}\n\n` +
         "Press Ctrl-C to stop.\n",
     );
-    return await runManagerForeground(node, dataDir, logger);
+    return await runManagerForeground(node, dataDir, logger, tlsApi);
   },
 };
 
@@ -442,6 +509,8 @@ const joinCommand: Subcommand = {
       default: DEFAULT_API_ADDR,
     },
     DATA_DIR_FLAG,
+    API_TLS_FLAG,
+    DETACH_FLAG,
     LOG_LEVEL_FLAG,
   ],
   args: { exact: 1 },
@@ -459,6 +528,9 @@ const joinCommand: Subcommand = {
       : undefined;
     const logger = stderrLogger(str(p, "log-level"));
     const dataDir = await absoluteDir(str(p, "data-dir"));
+    if (p.flags.detach === true) {
+      return await runDetached({ dataDir, argv: Deno.args, out: (t) => env.io.out(t) });
+    }
     const { AlreadyInSwarmError } = await daemon();
     const { readNodeConfig, writeCredentials, writeNodeConfig } = await identity();
     const { describeThisNode, findDocker, runtimesOf } = await import("../node/agent_host.ts");
@@ -506,16 +578,18 @@ const joinCommand: Subcommand = {
         joinManagers: joined.managers,
         logger,
       });
+      const tlsApi = await startTlsApi(node, str(p, "api-tls-addr") || undefined, logger);
       await env.io.out(
         "This node joined a swarm as a manager.\n\n" +
           `  node       ${node.nodeId}, manager (raft ${joined.raftId})\n` +
           `  API        ${node.apiUrl}   (shoal --host ${
             node.apiUrl.replace("http://", "tcp://")
           } ...)\n` +
+          tlsApiLine(tlsApi) +
           `  data dir   ${dataDir}\n\n` +
           "Press Ctrl-C to stop.\n",
       );
-      return await runManagerForeground(node, dataDir, logger);
+      return await runManagerForeground(node, dataDir, logger, tlsApi);
     }
     const config: NodeConfig = {
       // Where its API will listen should it be promoted to manager.

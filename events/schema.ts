@@ -138,6 +138,20 @@ export const RootCA = z.object({
   keyPem: z.string(),
   /** sha256 of the DER certificate, hex: the digest in join tokens. */
   digest: z.string(),
+  /**
+   * A root rotation under way (`swarm ca --rotate`, SwarmKit's `RootRotation`): the new root, its
+   * key and digest, and the new root cross-signed by the current one, so that nodes that trust
+   * only the current root accept certificates the new one signs. Nodes trust both until every
+   * node holds a certificate of the new root; then the new root replaces the current one.
+   */
+  rotation: z.object({
+    certPem: z.string(),
+    keyPem: z.string(),
+    digest: z.string(),
+    crossSignedPem: z.string(),
+  }).optional(),
+  /** Rotations asked for so far (Docker's `CAConfig.ForceRotate`). */
+  lastForcedRotation: z.number().int().nonnegative().optional(),
 });
 /** The swarm's root certificate authority. */
 export type RootCA = z.infer<typeof RootCA>;
@@ -183,6 +197,16 @@ export const NodeDescription = z.object({
     labels: Labels.default({}),
   }),
   runtimes: z.array(RuntimeKind).min(1),
+  /**
+   * The node's TLS view (Docker's `TLSInfo`): the roots it trusts (PEM) and the subject and
+   * public key (DER, base64) of the root that signed its certificate. A root rotation is over
+   * once every node's issuer is the new root.
+   */
+  tlsInfo: z.object({
+    trustRoot: z.string(),
+    certIssuerSubject: z.string(),
+    certIssuerPublicKey: z.string(),
+  }).optional(),
 });
 /** What a node says about itself when it connects. */
 export type NodeDescription = z.infer<typeof NodeDescription>;

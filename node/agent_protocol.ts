@@ -18,10 +18,10 @@
  * **Messages** (→ manager, ← agent):
  * ```
  * joining client, no certificate        agent with its node certificate
- * ← ca {certPem, clusterId}              → hello {v, description, addr}
- * → join {v, token, csrPem,              ← welcome {nodeId, sessionId, period, addr, managers}
+ * ← ca {certPem, clusterId, chainPem?}   → hello {v, description, addr}
+ * → join {v, token, csrPem,              ← welcome {nodeId, sessionId, period, addr, managers, ca}
  *          description, addr}            ← assignments {full, tasks, specs, secrets, configs, removed…}
- * ← joined {nodeId, role, clusterId,     → heartbeat               ← heartbeat {period}
+ * ← joined {nodeId, role, clusterId,     → heartbeat               ← heartbeat {period, role, ca}
  *           certPem, caPem, managers}    → report {seq, reports}   ← reply {seq}
  *   or ← error {code, message}           → renew {seq, csrPem}     ← reply {seq, certPem}
  *                                        → down {seq, leaving}     ← reply {seq}
@@ -30,6 +30,10 @@
  *                                        ← logs-ack {stream}   ← logs-cancel {stream}
  *                                        ← error {code, message} (then the manager closes)
  * ```
+ * `ca` ({@linkcode TrustInfo}) says which roots to trust and which root must have signed the
+ * node's certificate: the dispatcher sends it in every welcome and heartbeat, and at once when a
+ * root rotation starts or ends, and the agent renews when its certificate is another root's.
+ *
  * Assignments are the node's tasks (status assigned or later, history included, as SwarmKit's),
  * each with its service name and the key of its task spec; the specs, secrets and configs they
  * use travel once per session and version. `full` replaces everything the agent knew (the first

@@ -104,6 +104,11 @@ export interface IssueNodeCertificateOptions {
   readonly now: number;
   /** Validity from `now`; defaults to {@link DEFAULT_NODE_CERT_EXPIRY_MS}, at least 1 h. */
   readonly expiryMs?: number;
+  /**
+   * More names for the certificate's SANs: DNS names and IP addresses (a manager's API over TLS
+   * is dialled by address: `api_tls.ts`).
+   */
+  readonly extraNames?: { readonly dns?: readonly string[]; readonly ips?: readonly string[] };
 }
 
 /** A node certificate as issued. */
@@ -406,9 +411,13 @@ export async function issueNodeCertificate(
         x509.ExtendedKeyUsage.serverAuth,
         x509.ExtendedKeyUsage.clientAuth,
       ]),
-      new x509.SubjectAlternativeNameExtension(
-        dnsNames.map((value) => ({ type: "dns" as const, value })),
-      ),
+      new x509.SubjectAlternativeNameExtension([
+        ...[...dnsNames, ...(options.extraNames?.dns ?? [])].map((value) => ({
+          type: "dns" as const,
+          value,
+        })),
+        ...(options.extraNames?.ips ?? []).map((value) => ({ type: "ip" as const, value })),
+      ]),
       await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
       ...(caSki ? [new x509.AuthorityKeyIdentifierExtension(caSki.keyId)] : []),
     ],
@@ -435,23 +444,35 @@ export async function verifyNodeCertificate(
 ): Promise<NodeIdentity> {
   const { rootCA, certPem, now } = options;
   requireTime("now", now);
-  const caCert = parseCertificate(rootCA.certPem, "root CA");
+  const roots = parseCertificates(rootCA.certPem, "root CA");
   let cert: x509.X509Certificate;
+  let intermediates: x509.X509Certificate[];
   try {
-    cert = parseCertificate(certPem, "node");
+    [cert, ...intermediates] = parseCertificates(certPem, "node");
   } catch (error) {
     throw new CertificateError("malformed", (error as Error).message);
   }
 
-  let signed = cert.issuer === caCert.subject;
-  if (signed) {
-    try {
-      signed = await cert.verify({ publicKey: caCert.publicKey, signatureOnly: true });
-    } catch {
-      signed = false;
+  // Signed by a trusted root, or (during a root rotation) by an intermediate of the chain that
+  // a trusted root signed: the new root cross-signed by the old one.
+  let caCert: x509.X509Certificate | undefined;
+  for (const root of roots) {
+    if (await signedBy(cert, root)) {
+      caCert = root;
+      break;
     }
   }
-  if (!signed) {
+  for (const mid of intermediates) {
+    if (caCert !== undefined) break;
+    if (!isCA(mid) || now < mid.notBefore.getTime() || now > mid.notAfter.getTime()) continue;
+    for (const root of roots) {
+      if (await signedBy(mid, root) && await signedBy(cert, mid)) {
+        caCert = root;
+        break;
+      }
+    }
+  }
+  if (caCert === undefined) {
     throw new CertificateError(
       "untrusted",
       `not signed by this cluster's root CA (issuer "${cert.issuer}", serial ${cert.serialNumber})`,
@@ -563,6 +584,39 @@ async function importPrivateKey(keyPem: string): Promise<CryptoKey> {
   return await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, false, ["sign"]);
 }
 
+/** Whether `cert` names `issuer` as its issuer and carries a valid signature of its key. */
+async function signedBy(
+  cert: x509.X509Certificate,
+  issuer: x509.X509Certificate,
+): Promise<boolean> {
+  if (cert.issuer !== issuer.subject) return false;
+  try {
+    return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+  } catch {
+    return false;
+  }
+}
+
+function isCA(cert: x509.X509Certificate): boolean {
+  return cert.getExtension(x509.BasicConstraintsExtension)?.ca === true;
+}
+
+/** Every certificate of a PEM bundle, in order; at least one. */
+function parseCertificates(pem: string, what: string): x509.X509Certificate[] {
+  let ders: ArrayBuffer[];
+  try {
+    ders = x509.PemConverter.decodeWithHeaders(pem)
+      .filter((block) => block.type === "CERTIFICATE")
+      .map((block) => block.rawData);
+    if (ders.length === 0) throw new Error("no CERTIFICATE block");
+    return ders.map((der) => new x509.X509Certificate(der));
+  } catch (error) {
+    throw new TypeError(
+      `${what} certificate is not a PEM certificate: ${(error as Error).message}`,
+    );
+  }
+}
+
 function parseCertificate(pem: string, what: string): x509.X509Certificate {
   try {
     return new x509.X509Certificate(x509.PemConverter.decodeFirst(pem));
@@ -637,4 +691,188 @@ function requireTime(field: string, value: number): void {
   if (!Number.isSafeInteger(value)) {
     throw new TypeError(`${field} must be an integer number of milliseconds, got ${value}`);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Root rotation (SwarmKit's `ca/reconciler.go` and `controlapi/ca_rotation.go`)
+
+/** A root CA as the swarm keeps it, with the rotation under way if any (`RootCA` in the log). */
+export interface RotatingRootCA extends RootCA {
+  /** The new root and its cross-signed copy, while a rotation is under way. */
+  readonly rotation?: {
+    readonly certPem: string;
+    readonly keyPem: string;
+    readonly digest: string;
+    readonly crossSignedPem: string;
+  };
+  /** Rotations asked for so far (Docker's `CAConfig.ForceRotate`). */
+  readonly lastForcedRotation?: number;
+}
+
+/** Options of {@link crossSignRootCA}. */
+export interface CrossSignOptions {
+  /** The current root, which signs. */
+  readonly signer: Pick<RootCA, "certPem" | "keyPem">;
+  /** The new root's self-signed certificate, PEM. */
+  readonly newRootPem: string;
+}
+
+/**
+ * The new root cross-signed by the current one: an intermediate CA certificate with the new
+ * root's subject, public key, validity and key identifier, issued by the current root (SwarmKit's
+ * `CrossSignCACertificate`). A certificate the new root signed, presented with this one, chains
+ * to the current root, so a node that trusts only the current root still accepts it.
+ */
+export async function crossSignRootCA(options: CrossSignOptions): Promise<string> {
+  const signerCert = parseCertificate(options.signer.certPem, "root CA");
+  const signerKey = await importPrivateKey(options.signer.keyPem);
+  const newRoot = parseCertificate(options.newRootPem, "new root CA");
+  const publicKey = await newRoot.publicKey.export(KEY_ALGORITHM, ["verify"]);
+  const signerSki = signerCert.getExtension(x509.SubjectKeyIdentifierExtension);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: newRoot.subjectName,
+    issuer: signerCert.subjectName,
+    notBefore: newRoot.notBefore,
+    notAfter: newRoot.notAfter,
+    publicKey,
+    signingKey: signerKey,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      ...(signerSki ? [new x509.AuthorityKeyIdentifierExtension(signerSki.keyId)] : []),
+    ],
+  });
+  if (!await cert.verify({ publicKey: signerCert.publicKey, signatureOnly: true })) {
+    throw new TypeError("root CA key does not match the root CA certificate");
+  }
+  return cert.toString("pem");
+}
+
+/**
+ * Starts a root rotation: a new root (same cluster, 20 years) and its copy cross-signed by the
+ * current root, returned as the current root CA with `rotation` set and `lastForcedRotation`
+ * counted up. A rotation already under way is replaced (as SwarmKit's: the newest wins).
+ */
+export async function startRootRotation(
+  current: RotatingRootCA,
+  options: { readonly clusterId: string; readonly now: number },
+): Promise<RotatingRootCA> {
+  const next = await createRootCA({ clusterId: options.clusterId, now: options.now });
+  const crossSignedPem = await crossSignRootCA({ signer: current, newRootPem: next.certPem });
+  return {
+    certPem: current.certPem,
+    keyPem: current.keyPem,
+    digest: current.digest,
+    rotation: { certPem: next.certPem, keyPem: next.keyPem, digest: next.digest, crossSignedPem },
+    lastForcedRotation: (current.lastForcedRotation ?? 0) + 1,
+  };
+}
+
+/** The root CA once its rotation is over: the new root alone. */
+export function finishRootRotation(current: RotatingRootCA): RotatingRootCA {
+  const r = current.rotation;
+  if (r === undefined) throw new TypeError("no root rotation is under way");
+  return {
+    certPem: r.certPem,
+    keyPem: r.keyPem,
+    digest: r.digest,
+    ...(current.lastForcedRotation !== undefined
+      ? { lastForcedRotation: current.lastForcedRotation }
+      : {}),
+  };
+}
+
+/**
+ * The roots a node must trust: the current root, and during a rotation the new one too (PEM,
+ * one after the other; `node:tls` takes the bundle as `ca`).
+ */
+export function trustBundle(ca: RotatingRootCA): string {
+  if (ca.rotation === undefined) return ca.certPem;
+  return withNewline(ca.certPem) + withNewline(ca.rotation.certPem);
+}
+
+/**
+ * What signs node certificates now: the new root during a rotation, with the cross-signed
+ * intermediate to append to what it issues; else the root itself.
+ */
+export function signingCA(
+  ca: RotatingRootCA,
+): { readonly certPem: string; readonly keyPem: string; readonly chainPem: string } {
+  if (ca.rotation) {
+    return {
+      certPem: ca.rotation.certPem,
+      keyPem: ca.rotation.keyPem,
+      chainPem: withNewline(ca.rotation.crossSignedPem),
+    };
+  }
+  return { certPem: ca.certPem, keyPem: ca.keyPem, chainPem: "" };
+}
+
+/** The digest of the root that signs node certificates now (the new root during a rotation). */
+export function desiredIssuerDigest(ca: RotatingRootCA): string {
+  return ca.rotation?.digest ?? ca.digest;
+}
+
+/**
+ * Issues a node certificate with the swarm's signing root (see {@link signingCA}): during a
+ * rotation the new root signs, and the cross-signed intermediate follows the certificate in
+ * `certPem`, so that nodes still trusting only the old root accept it.
+ */
+export async function issueWithSwarmCA(
+  ca: RotatingRootCA,
+  options: Omit<IssueNodeCertificateOptions, "rootCA">,
+): Promise<IssuedCertificate> {
+  const signer = signingCA(ca);
+  const issued = await issueNodeCertificate({ ...options, rootCA: signer });
+  return { ...issued, certPem: withNewline(issued.certPem) + signer.chainPem };
+}
+
+/** Docker's `TLSInfo` of a node: the roots it trusts and the root that signed its certificate. */
+export interface NodeTlsInfo {
+  /** The trusted roots, PEM. */
+  readonly trustRoot: string;
+  /** The DER subject of the root that signed the node's certificate, base64. */
+  readonly certIssuerSubject: string;
+  /** The DER public key (SubjectPublicKeyInfo) of that root, base64. */
+  readonly certIssuerPublicKey: string;
+}
+
+/**
+ * The TLS info of a node holding `certPem` and trusting `trustPem`: which of the trusted roots
+ * (or of the chain's intermediates) signed the certificate. Throws a {@link CertificateError}
+ * ("untrusted") when none did.
+ */
+export async function nodeTlsInfo(certPem: string, trustPem: string): Promise<NodeTlsInfo> {
+  const [leaf, ...chain] = parseCertificates(certPem, "node");
+  for (const issuer of [...parseCertificates(trustPem, "root CA"), ...chain]) {
+    if (await signedBy(leaf, issuer)) {
+      return {
+        trustRoot: trustPem,
+        certIssuerSubject: toBase64(issuer.subjectName.toArrayBuffer()),
+        certIssuerPublicKey: toBase64(issuer.publicKey.rawData),
+      };
+    }
+  }
+  throw new CertificateError("untrusted", "not signed by any root this node trusts");
+}
+
+/** The public key (SubjectPublicKeyInfo DER, base64) of the first certificate of `pem`. */
+export function certificatePublicKey(pem: string): string {
+  return toBase64(parseCertificate(pem, "root CA").publicKey.rawData);
+}
+
+function withNewline(pem: string): string {
+  return pem.endsWith("\n") ? pem : pem + "\n";
+}
+
+function toBase64(buf: ArrayBuffer): string {
+  let s = "";
+  for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
+  return btoa(s);
 }

@@ -3,7 +3,8 @@
  * 0600 (only the user running the node can use it), through which `shoal swarm leave` and
  * `shoal info --data-dir` reach the node process, as the docker CLI reaches its local daemon.
  *
- * One JSON line in (`{"op":"info"}` or `{"op":"leave","force":false}`), one JSON line out
+ * One JSON line in (`{"op":"info"}`, `{"op":"leave","force":false}` or `{"op":"stop"}`), one
+ * JSON line out
  * (`{"ok":true,"result":...}` or `{"ok":false,"message":"..."}`).
  *
  * The socket also guards the data dir: a second node process started on a data dir whose
@@ -15,7 +16,11 @@ import { join } from "node:path";
 import type { Logger } from "../actors/runtime.ts";
 
 /** A request to a node. */
-export type ControlRequest = { op: "info" } | { op: "leave"; force: boolean };
+export type ControlRequest =
+  | { op: "info" }
+  | { op: "leave"; force: boolean }
+  /** Stops the node as Ctrl-C would (`shoal stop`, for a node running in the background). */
+  | { op: "stop" };
 
 /** What a node does with requests. */
 export interface ControlHandlers {
@@ -25,6 +30,8 @@ export interface ControlHandlers {
    * function to call once the answer is sent (to stop the process, say).
    */
   leave(force: boolean): Promise<(() => void) | void>;
+  /** Stops the node once the answer is sent; absent: `stop` is refused. */
+  stop?(): void;
 }
 
 /** No node process answers on the data dir's control socket. */
@@ -105,6 +112,9 @@ async function handle(conn: Deno.Conn, handlers: ControlHandlers, logger?: Logge
       if (req.op === "info") response = { ok: true, result: await handlers.info() };
       else if (req.op === "leave") {
         after = await handlers.leave(req.force === true);
+        response = { ok: true };
+      } else if (req.op === "stop" && handlers.stop !== undefined) {
+        after = handlers.stop.bind(handlers);
         response = { ok: true };
       } else {response = {
           ok: false,

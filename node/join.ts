@@ -94,6 +94,8 @@ export async function requestToJoin(options: JoinOptions): Promise<Joined> {
     rejectUnauthorized: false,
   });
   let rootPem = "";
+  /** During a root rotation, the new root cross-signed by the pinned one. */
+  let chainPem = "";
   let answered = false;
   const conn: FrameConnection = new FrameConnection(socket, {
     onMessage: (raw) => {
@@ -104,6 +106,7 @@ export async function requestToJoin(options: JoinOptions): Promise<Joined> {
       }
       if (m.t === "ca" && rootPem === "") {
         rootPem = String(m.certPem);
+        chainPem = typeof m.chainPem === "string" ? m.chainPem : "";
         checkManager(rootPem).then(() => {
           conn.send({
             t: "join",
@@ -159,7 +162,7 @@ export async function requestToJoin(options: JoinOptions): Promise<Joined> {
     try {
       identity = await verifyNodeCertificate({
         rootCA: { certPem: root },
-        certPem: serverCertPem,
+        certPem: serverCertPem + chainPem,
         now: Date.now(),
       });
     } catch (err) {

@@ -20,8 +20,8 @@ import { RemoteSession, type RemoteSessionOptions } from "../actors/agent/remote
 import {
   certificateValidity,
   createNodeCSR,
-  nodeTlsInfo,
   type NodeTlsInfo,
+  nodeTlsInfo,
   renewalTime,
   verifyNodeCertificate,
 } from "./ca.ts";
@@ -128,6 +128,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   await refreshTlsInfo();
 
   const stopped = Promise.withResolvers<string>();
+  /** Resolves once certificate renewal is set up (the root CA may change before that). */
+  const renewalReady = Promise.withResolvers<void>();
+  /** Root CA changes the manager announced, followed one after another. */
+  let following = Promise.resolve();
   let closing = false;
   let promoting = false;
   /**
@@ -165,9 +169,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       void shutdown(false).finally(() => stopped.resolve(err.message));
     },
     onTrust: (info) => {
-      following = following.then(() => followTrust(info)).catch((err) =>
-        logger?.warn(`node ${config.nodeId}: following the swarm's root CA: ${err}`)
-      );
+      following = following.then(() => renewalReady.promise).then(() => followTrust(info))
+        .catch((err) =>
+          logger?.warn(`node ${config.nodeId}: following the swarm's root CA: ${err}`)
+        );
     },
     onPromoted: (raftId) => {
       if (closing || promoting) return;
@@ -222,7 +227,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 
   // Root rotation: trust the roots the manager names, and renew at once when the certificate is
   // not from the root that signs now. The manager's word is authenticated by mutual TLS.
-  let following = Promise.resolve();
   const followTrust = async (info: TrustInfo): Promise<void> => {
     if (closing || promoting) return;
     let reconnect = false;
@@ -232,7 +236,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       creds = next;
       mesh?.setCredentials(next);
       reconnect = true;
-      logger?.info(`node ${config.nodeId}: the swarm's trusted root CAs changed: now trusting them`);
+      logger?.info(
+        `node ${config.nodeId}: the swarm's trusted root CAs changed: now trusting them`,
+      );
     }
     await refreshTlsInfo();
     if (tlsInfo?.certIssuerPublicKey !== info.issuerKey) {
@@ -301,6 +307,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     }, wait);
   };
   scheduleRenewal();
+  renewalReady.resolve();
 
   const shutdown = async (tellManager: false | "down" | "leave"): Promise<void> => {
     closing = true;

@@ -135,6 +135,43 @@ export function decideClusterCommand(
       ),
     }];
   }
+  if (command.kind === "RotateRootCA") {
+    const current = cluster.rootCA.rotation?.digest;
+    if (command.finishes !== undefined) {
+      if (current !== command.finishes || command.rootCA.digest !== command.finishes) {
+        throw new EventRejected(
+          "version_conflict",
+          `cannot finish the root rotation to ${command.finishes.slice(0, 12)}: ${
+            current ? `the rotation under way is to ${current.slice(0, 12)}` : "none is under way"
+          }`,
+        );
+      }
+    } else if (command.rootCA.rotation === undefined) {
+      throw new EventRejected("invalid_argument", "a root rotation needs the new root (rotation)");
+    }
+    const meta = userMeta(
+      ctx,
+      command.finishes ? "every node holds a certificate of the new root" : "swarm ca --rotate",
+      cluster.version,
+    );
+    const events: ShoalEvent[] = [{
+      type: "ClusterRootCARotated",
+      v: 1,
+      data: { id: cluster.id, rootCA: command.rootCA },
+      meta,
+    }];
+    for (const role of ["worker", "manager"] as const) {
+      const token = command.joinTokens?.[role];
+      if (token === undefined) continue;
+      events.push({
+        type: "ClusterJoinTokenRotated",
+        v: 1,
+        data: { id: cluster.id, role, token },
+        meta: userMeta(ctx, `new ${role} join token pinning the new root CA`, cluster.version),
+      });
+    }
+    return events;
+  }
   return [{
     type: "ClusterJoinTokenRotated",
     v: 1,

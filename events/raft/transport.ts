@@ -158,7 +158,7 @@ class Peer {
 export class Transport {
   /** This node's raft id. */
   readonly id: NodeId;
-  readonly #options: TransportOptions;
+  #options: TransportOptions;
   readonly #handlers: TransportHandlers;
   readonly #logger: Logger;
   readonly #peers = new Map<NodeId, Peer>();
@@ -219,6 +219,21 @@ export class Transport {
     const { port } = server.address() as net.AddressInfo;
     this.#address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
     return this.#address;
+  }
+
+  /**
+   * Replaces this node's certificate, key and trusted roots (a renewal, a root CA rotation):
+   * new connections, both ways, use them; open ones carry on.
+   */
+  setTls(update: Pick<TransportTlsOptions, "cert" | "key" | "ca">): void {
+    const current = this.#options.tls;
+    if (current === undefined) throw new Error("this transport runs without TLS");
+    this.#options = { ...this.#options, tls: { ...current, ...update } };
+    (this.#server as tls.Server | undefined)?.setSecureContext({
+      cert: update.cert,
+      key: update.key,
+      ca: update.ca,
+    });
   }
 
   /** Where this node listens (`host:port`), once {@linkcode listen} resolved. */

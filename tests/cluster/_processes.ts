@@ -24,10 +24,11 @@ export class NodeProcess {
   stderr = "";
   readonly done: Promise<Deno.CommandStatus>;
 
-  constructor(readonly name: string, args: string[]) {
+  /** Runs `shoal args`, with `env` added to this process's environment. */
+  constructor(readonly name: string, args: string[], env: Record<string, string> = {}) {
     this.child = new Deno.Command(`${root}shoal`, {
       args,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
       stdout: "piped",
       stderr: "piped",
     }).spawn();

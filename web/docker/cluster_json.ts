@@ -44,7 +44,8 @@ export const DockerSwarmSpec = z.strictObject({
     ExternalCAs: unsupported("external CAs"),
     SigningCACert: unsupported("a custom signing CA"),
     SigningCAKey: unsupported("a custom signing CA"),
-    ForceRotate: unsupported("root CA rotation"),
+    /** Counted up to rotate the root CA (`swarm ca --rotate`), as Docker's. */
+    ForceRotate: Uint.nullish(),
   }).nullish(),
   TaskDefaults: z.strictObject({ LogDriver: unsupported("log drivers") }).nullish(),
   EncryptionConfig: z.strictObject({ AutoLockManagers: OptBool }).nullish(),
@@ -119,19 +120,25 @@ export function clusterSpecToDocker(spec: ClusterSpec) {
 
 const tlsCache = new Map<string, TlsInfo>();
 
-/** The root CA as Docker's `TLSInfo`: the PEM, and the issuer's subject and key (DER, base64). */
+/**
+ * The root CA as Docker's `TLSInfo`: the current root's PEM, and the subject and key (DER,
+ * base64) of the root that signs node certificates: during a rotation the new one, as SwarmKit's
+ * `IssuerFromAPIRootCA`.
+ */
 export function tlsInfo(cluster: ClusterRecord): TlsInfo {
   const pem = cluster.rootCA.certPem;
-  let info = tlsCache.get(pem);
+  const issuerPem = cluster.rootCA.rotation?.certPem ?? pem;
+  const key = pem + issuerPem;
+  let info = tlsCache.get(key);
   if (info === undefined) {
-    const cert = new x509.X509Certificate(pem);
+    const cert = new x509.X509Certificate(issuerPem);
     info = {
       TrustRoot: pem.endsWith("\n") ? pem : pem + "\n",
       CertIssuerSubject: base64(cert.subjectName.toArrayBuffer()),
       CertIssuerPublicKey: base64(cert.publicKey.rawData),
     };
     if (tlsCache.size > 16) tlsCache.clear();
-    tlsCache.set(pem, info);
+    tlsCache.set(key, info);
   }
   return info;
 }
@@ -146,12 +153,29 @@ function base64(buf: ArrayBuffer): string {
 export function clusterInfoToDocker(cluster: ClusterRecord) {
   return compact({
     ...meta(cluster),
-    Spec: clusterSpecToDocker(cluster.spec),
+    Spec: withForceRotate(clusterSpecToDocker(cluster.spec), cluster),
     TLSInfo: tlsInfo(cluster),
-    RootRotationInProgress: false,
+    RootRotationInProgress: cluster.rootCA.rotation !== undefined,
     SubnetSize: 0,
     DataPathPort: 0,
   });
+}
+
+function withForceRotate(spec: ReturnType<typeof clusterSpecToDocker>, cluster: ClusterRecord) {
+  return {
+    ...spec,
+    CAConfig: { ...spec.CAConfig, ForceRotate: cluster.rootCA.lastForcedRotation ?? 0 },
+  };
+}
+
+/**
+ * The `ForceRotate` a swarm spec body asks for, when it differs from the swarm's count: a root
+ * rotation is wanted (`swarm ca --rotate` counts it up, as Docker's CLI).
+ */
+export function forceRotateRequested(body: unknown, cluster: ClusterRecord): boolean {
+  const d = parseWith(DockerSwarmSpec, body ?? {}, "swarm spec");
+  const want = d.CAConfig?.ForceRotate;
+  return want !== undefined && want !== null && want !== (cluster.rootCA.lastForcedRotation ?? 0);
 }
 
 /** The swarm as Docker's `GET /swarm` shows it, join tokens included. */

@@ -10,7 +10,8 @@ import type { Router } from "../router.ts";
 import { tlsInfo } from "./cluster_json.ts";
 import { type DockerApiContext, requireSwarm, run } from "./context.ts";
 import { Filters } from "./filters.ts";
-import { nodeSpecFromDocker, nodeToDocker } from "./node_json.ts";
+import { nodeSpecFromDocker, nodeToDocker, type TlsInfo } from "./node_json.ts";
+import type { ClusterRecord, NodeRecord } from "../../actors/state.ts";
 
 const NODE_FILTERS = ["id", "label", "node.label", "membership", "name", "role"];
 
@@ -21,7 +22,7 @@ export function addNodeRoutes(router: Router, ctx: DockerApiContext): void {
   router.get("/nodes", ({ url }) => {
     const cluster = requireSwarm(ctx);
     const f = Filters.fromUrl(url, NODE_FILTERS);
-    const tls = tlsInfo(cluster);
+    const tls = tlsInfo(currentRootOnly(cluster));
     const out = [];
     for (const n of state().nodes.values()) {
       if (
@@ -29,14 +30,15 @@ export function addNodeRoutes(router: Router, ctx: DockerApiContext): void {
         !f.exact("membership", "accepted") || !f.labels("label", n.description.engine.labels) ||
         !f.labels("node.label", n.spec.labels)
       ) continue;
-      out.push(nodeToDocker(n, tls));
+      out.push(nodeToDocker(n, nodeTls(n, tls)));
     }
     return json(out);
   });
 
   router.get("/nodes/{id}", ({ params }) => {
     const cluster = requireSwarm(ctx);
-    return json(nodeToDocker(resolveNode(state(), params.id), tlsInfo(cluster)));
+    const node = resolveNode(state(), params.id);
+    return json(nodeToDocker(node, nodeTls(node, tlsInfo(currentRootOnly(cluster)))));
   });
 
   router.delete("/nodes/{id}", async ({ url, params }) => {
@@ -58,4 +60,26 @@ export function addNodeRoutes(router: Router, ctx: DockerApiContext): void {
     await run(ctx, { kind: "UpdateNode", node: node.id, spec, version }, "node.update");
     return empty(200);
   });
+}
+
+/**
+ * A node's `TLSInfo`: what it reported (the roots it trusts, the root that signed its
+ * certificate), else `fallback`, the swarm's root before any rotation (a node that has not
+ * reported since it joined holds a certificate of it).
+ */
+function nodeTls(node: NodeRecord, fallback: TlsInfo): TlsInfo {
+  const t = node.description.tlsInfo;
+  if (t === undefined) return fallback;
+  return {
+    TrustRoot: t.trustRoot.endsWith("\n") ? t.trustRoot : t.trustRoot + "\n",
+    CertIssuerSubject: t.certIssuerSubject,
+    CertIssuerPublicKey: t.certIssuerPublicKey,
+  };
+}
+
+/** The swarm as if no rotation were under way: its current root signs. */
+function currentRootOnly(cluster: ClusterRecord): ClusterRecord {
+  if (cluster.rootCA.rotation === undefined) return cluster;
+  const { rotation: _, ...rootCA } = cluster.rootCA;
+  return { ...cluster, rootCA };
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { equalData } from "../../actors/equal.ts";
-import { newJoinToken } from "../../node/ca.ts";
+import { newJoinToken, startRootRotation } from "../../node/ca.ts";
 import { generateUnlockKey } from "../../node/keys.ts";
 import {
   API_VERSION,
@@ -20,7 +20,12 @@ import {
   SHOAL_VERSION,
 } from "../http.ts";
 import type { Router } from "../router.ts";
-import { clusterInfoToDocker, clusterSpecFromDocker, swarmToDocker } from "./cluster_json.ts";
+import {
+  clusterInfoToDocker,
+  clusterSpecFromDocker,
+  forceRotateRequested,
+  swarmToDocker,
+} from "./cluster_json.ts";
 import { type DockerApiContext, requireSwarm, run, selfNode } from "./context.ts";
 import { eventsResponse } from "./events.ts";
 import { rfc3339 } from "./fields.ts";
@@ -157,7 +162,8 @@ export function addSystemRoutes(router: Router, ctx: DockerApiContext): void {
     const rotateWorker = boolParam(url, "rotateWorkerToken");
     const rotateManager = boolParam(url, "rotateManagerToken");
     const rotateUnlock = boolParam(url, "rotateManagerUnlockKey");
-    const spec = clusterSpecFromDocker(await readJson(req), cluster.spec);
+    const body = await readJson(req);
+    const spec = clusterSpecFromDocker(body, cluster.spec);
     const autolock = spec.encryption.autoLockManagers;
     if (rotateUnlock && !autolock) {
       throw new ApiError(
@@ -185,6 +191,15 @@ export function addSystemRoutes(router: Router, ctx: DockerApiContext): void {
       );
     } else if (!autolock && hasKey) {
       await run(ctx, { kind: "RotateUnlockKey", unlockKey: "" }, "swarm.update");
+    }
+    if (forceRotateRequested(body, cluster)) {
+      // A new root, cross-signed by the current one; nodes follow (node/ca_rotation.ts).
+      const current = requireSwarm(ctx);
+      const rootCA = await startRootRotation(current.rootCA, {
+        clusterId: current.id,
+        now: Date.now(),
+      });
+      await run(ctx, { kind: "RotateRootCA", rootCA }, "swarm.ca-rotate");
     }
     for (const [role, rotate] of [["worker", rotateWorker], ["manager", rotateManager]] as const) {
       if (!rotate) continue;
