@@ -23,6 +23,7 @@ import { type EventLog, LeaderUnavailableError, type LogEntry } from "../events/
 export { LeaderUnavailableError, NO_LEADER_MESSAGE } from "../events/log.ts";
 import { newId as randomId } from "../events/ids.ts";
 import { applyBatch, type ApplyResult, ClusterState, type Rejection } from "./state.ts";
+import type { ClusterStateMachine } from "./state_machine.ts";
 import { type Command, decide } from "./commands.ts";
 import { EventRejected } from "./entities/rejection.ts";
 import { resolveService } from "./entities/service.ts";
@@ -97,6 +98,13 @@ export interface ManagerOptions {
   projections?: Projection[];
   /** How long one command may wait for its actor, ms. */
   commandTimeoutMs?: number;
+  /**
+   * The Raft state machine over this manager's state (`actors/state_machine.ts`), when the log
+   * is a `RaftLog` whose driver snapshots it: the manager folds into its `state`, and when a
+   * snapshot replaces that state (a restart, or the leader's InstallSnapshot) the manager goes
+   * on from the entry after it.
+   */
+  stateMachine?: ClusterStateMachine;
 }
 
 type EntityMessage = { command: Command; by: string };
@@ -129,10 +137,23 @@ export class Manager {
   #leaderTerm = 0;
   #dirty = new Set<string>();
   #wakeTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  #restoreListeners = new Set<(index: number) => void>();
+  /** Snapshots restored so far, and the index of the last one. */
+  #restores = 0;
+  #restoredTo = 0;
+  #unsubscribeRestore: (() => void) | undefined;
 
-  /** Creates a manager over a log, starting from an empty state (or a restored one). */
-  constructor(options: ManagerOptions, state: ClusterState = new ClusterState()) {
-    this.state = state;
+  /**
+   * Creates a manager over a log, starting from an empty state (or a restored one; with
+   * `options.stateMachine`, from the state machine's state).
+   */
+  constructor(options: ManagerOptions, state?: ClusterState) {
+    const sm = options.stateMachine;
+    if (sm !== undefined && state !== undefined && state !== sm.state) {
+      throw new TypeError("A manager with a state machine folds into the state machine's state");
+    }
+    this.state = sm?.state ?? state ?? new ClusterState();
+    this.#unsubscribeRestore = sm?.onRestore(() => this.#restored());
     this.#log = options.log;
     this.#ownsSystem = options.system === undefined;
     this.#system = options.system ?? new ActorSystem({ logger: options.logger });
@@ -156,10 +177,7 @@ export class Manager {
    */
   async start(): Promise<void> {
     const target = this.#log.lastIndex();
-    const iterator = this.#log.entries(this.state.index + 1, { signal: this.#abort.signal });
-    this.#following = (async () => {
-      for await (const entry of iterator) this.#apply(entry);
-    })().catch((err) => {
+    this.#following = this.#follow().catch((err) => {
       this.#logger?.error(`manager: following the log failed: ${(err as Error).message}`);
     }).finally(() => {
       // Nothing more will be applied here: whoever waits for an index would wait forever.
@@ -168,6 +186,27 @@ export class Manager {
       }
     });
     await this.waitFor(target);
+  }
+
+  /**
+   * Folds the log from the entry after the state's. When a snapshot replaces the state under
+   * the iteration (the log behind it is gone then, so the iteration fails), it goes on from the
+   * entry after the snapshot.
+   */
+  async #follow(): Promise<void> {
+    const signal = this.#abort.signal;
+    for (;;) {
+      const restores = this.#restores;
+      try {
+        for await (const entry of this.#log.entries(this.state.index + 1, { signal })) {
+          this.#apply(entry);
+        }
+        return;
+      } catch (err) {
+        if (this.#restores === restores || signal.aborted) throw err;
+        this.#logger?.info(`manager: restored a snapshot at ${this.state.index}; folding on`);
+      }
+    }
   }
 
   /** Resolves once the entry at `index` has been applied (with what the fold did with it). */
@@ -179,6 +218,17 @@ export class Manager {
       return Promise.reject(new LeaderUnavailableError("this manager stopped following the log"));
     }
     return new Promise((resolve, reject) => this.#waiters.push({ index, resolve, reject }));
+  }
+
+  /**
+   * Calls `listener` with the new index after a snapshot replaced the state (in place: the
+   * entries in between are never applied one by one, so `onApplied` does not see them); returns
+   * a function that unsubscribes. Whatever is derived from the applied entries is to be rebuilt
+   * from the state then.
+   */
+  onRestored(listener: (index: number) => void): () => void {
+    this.#restoreListeners.add(listener);
+    return () => this.#restoreListeners.delete(listener);
   }
 
   /** Calls `listener` after each entry is applied; returns a function that unsubscribes. */
@@ -267,6 +317,7 @@ export class Manager {
 
   /** Stops following the log, the projections and the entity actors. */
   async stop(): Promise<void> {
+    this.#unsubscribeRestore?.();
     this.#leading = false;
     this.#leaderTerm++;
     this.#clearWakes();
@@ -279,6 +330,8 @@ export class Manager {
   }
 
   #apply(entry: LogEntry): void {
+    // Read before a restore, already in the snapshot.
+    if (entry.index <= this.#restoredTo) return;
     const result = applyBatch(this.state, entry.batch, entry.index);
     if (!result.applied) {
       this.#results.set(entry.index, result);
@@ -304,6 +357,36 @@ export class Manager {
       const self = result.applied ? undefined : entry.batch.by;
       for (const p of this.#projections) if (p.name !== self) this.#kick(p.name);
     }
+  }
+
+  /** A snapshot replaced the state (synchronously, inside the Raft driver's loop). */
+  #restored(): void {
+    const index = this.state.index;
+    this.#restores++;
+    this.#restoredTo = index;
+    this.#results.clear();
+    if (this.#waiters.length > 0) {
+      // What the fold did with entries in the snapshot: its recent rejections say.
+      const rejected = new Map(this.state.rejections.map((r) => [r.index, r]));
+      const still: Waiter[] = [];
+      for (const w of this.#waiters) {
+        if (w.index > index) {
+          still.push(w);
+          continue;
+        }
+        const rejection = rejected.get(w.index);
+        w.resolve(rejection === undefined ? { applied: true } : { applied: false, rejection });
+      }
+      this.#waiters = still;
+    }
+    for (const listener of [...this.#restoreListeners]) {
+      try {
+        listener(index);
+      } catch (err) {
+        this.#logger?.error(`manager: a restore listener failed: ${(err as Error).message}`);
+      }
+    }
+    if (this.#leading) { for (const p of this.#projections) this.#kick(p.name); }
   }
 
   /** Retires the actors of entities the batch removed. */

@@ -66,6 +66,51 @@ export function snapshot(state: ClusterState): Uint8Array {
 
 /** Rebuilds a state from `snapshot`'s bytes. Throws a clear error on bytes that are not one. */
 export function restore(bytes: Uint8Array): ClusterState {
+  return restoreData(decode(bytes));
+}
+
+/**
+ * Replaces everything `state` holds with the snapshot in `bytes`, in place: whoever holds the
+ * object sees the snapshot's state, exactly as {@linkcode restore} would build it. The bytes are
+ * checked before `state` is touched; a state left half-restored (only by a bug) is emptied.
+ */
+export function restoreInto(state: ClusterState, bytes: Uint8Array): void {
+  const data = decode(bytes);
+  clearState(state);
+  try {
+    restoreData(data, state);
+  } catch (err) {
+    clearState(state);
+    throw err;
+  }
+}
+
+/**
+ * Empties a state in place (index 0, no records, no rejections), every row removed through its
+ * table so that every index stays in step.
+ */
+export function clearState(state: ClusterState): void {
+  for (const table of tablesOf(state)) {
+    for (const id of [...table.values()].map((row) => row.id)) table.delete(id);
+  }
+  state.rejections.length = 0;
+  state.index = 0;
+}
+
+function tablesOf(state: ClusterState): Table<Row>[] {
+  return [
+    state.tasks,
+    state.services,
+    state.specs,
+    state.nodes,
+    state.secrets,
+    state.configs,
+    state.networks,
+    state.clusters,
+  ] as unknown as Table<Row>[];
+}
+
+function decode(bytes: Uint8Array): SnapshotData {
   let data: SnapshotData;
   try {
     data = packr.unpack(bytes) as SnapshotData;
@@ -79,12 +124,14 @@ export function restore(bytes: Uint8Array): ClusterState {
       } is not ${SNAPSHOT_FORMAT}`,
     );
   }
-  return restoreData(data);
+  return data;
 }
 
-/** Rebuilds a state from plain snapshot data. */
-export function restoreData(data: SnapshotData): ClusterState {
-  const state = new ClusterState();
+/** Rebuilds a state from plain snapshot data, into `state` (an empty one) when given. */
+export function restoreData(
+  data: SnapshotData,
+  state: ClusterState = new ClusterState(),
+): ClusterState {
   state.index = data.index;
   fill(state.clusters, data.clusters);
   fill(state.nodes, data.nodes);

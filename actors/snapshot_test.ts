@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { applyBatch, ClusterState } from "./state.ts";
-import { restore, snapshot, snapshotData } from "./snapshot.ts";
+import { clearState, restore, restoreInto, snapshot, snapshotData } from "./snapshot.ts";
 import type { Batch } from "../events/schema.ts";
 import { ClusterHistory } from "../tests/_harness/cluster_history.ts";
 import { checkInvariants } from "../tests/_harness/invariants.ts";
@@ -58,4 +58,37 @@ Deno.test("folding the same log twice gives identical state", () => {
 Deno.test("restore refuses bytes that are not a snapshot", () => {
   assert.throws(() => restore(new Uint8Array([1, 2, 3])), /Cannot read snapshot/);
   assert.throws(() => restore(new Uint8Array([0xc1])), /Cannot read snapshot/);
+});
+
+Deno.test("restoreInto replaces a state in place, indexes included", () => {
+  fc.assert(
+    fc.property(historyArb, ({ seed, length, nodes, invalidRate, cut }) => {
+      const history = new ClusterHistory({ seed, nodes, invalidRate, batchSize: 40 });
+      const entries = history.take(length);
+      const k = Math.floor(cut * entries.length);
+      // A state ahead of the snapshot, and one from another history: both replaced.
+      const other = new ClusterHistory({ seed: seed + 1, nodes: 3, batchSize: 40 }).take(50);
+      for (const target of [fold(entries), fold(other)]) {
+        const prefix = fold(entries.slice(0, k));
+        restoreInto(target, snapshot(prefix));
+        checkInvariants(target);
+        assert.deepEqual(snapshotData(target), snapshotData(prefix));
+        fold(entries.slice(k), target);
+        checkInvariants(target);
+        assert.deepEqual(snapshot(target), snapshot(fold(entries)));
+      }
+    }),
+    { numRuns: 30 },
+  );
+});
+
+Deno.test("restoreInto leaves the state alone when the bytes are not a snapshot", () => {
+  const history = new ClusterHistory({ seed: 7, nodes: 3, batchSize: 40 });
+  const state = fold(history.take(40));
+  const before = snapshot(state);
+  assert.throws(() => restoreInto(state, new Uint8Array([1, 2, 3])), /Cannot read snapshot/);
+  assert.deepEqual(snapshot(state), before);
+  clearState(state);
+  checkInvariants(state);
+  assert.deepEqual(snapshotData(state), snapshotData(new ClusterState()));
 });

@@ -193,6 +193,10 @@ export function chooseAdvertiseAddr(listen: string, advertise: string | undefine
   const { hostname, port } = parseHostPort(listen);
   const withPort = (host: string) => `${host.includes(":") ? `[${host}]` : host}:${port}`;
   if (advertise) {
+    // A port of 0 (the listen port, asked of the system) is the port actually bound.
+    if (/^\[.*\]:0$/.test(advertise) || /^[^:]+:0$/.test(advertise)) {
+      return withPort(advertise.replace(/:0$/, "").replace(/^\[(.*)\]$/, "$1"));
+    }
     if (/^\[.*\]:\d+$/.test(advertise) || /^[^:]+:\d+$/.test(advertise)) return advertise;
     return withPort(advertise.replace(/^\[(.*)\]$/, "$1"));
   }
@@ -518,6 +522,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
             credentials = renewed;
             disp.setCredentials(renewed);
             mesh?.setCredentials(renewed);
+            driver?.setTls(renewed);
             options.logger?.info(`node ${nodeId}: manager certificate renewed`);
             scheduleRenewal(renewed.cert);
           } catch (err) {
@@ -542,6 +547,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         credentials = renewed;
         dispatcher?.setCredentials(renewed);
         mesh?.setCredentials(renewed);
+        driver?.setTls(renewed);
       },
     });
     rotation.start();

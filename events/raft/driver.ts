@@ -95,15 +95,31 @@ export interface Proposed {
 
 /**
  * The application's state, for snapshots. The driver applies every committed data entry to it,
- * synchronously and in order, so `snapshot()` always speaks for the last applied index.
+ * synchronously and in order, so `snapshot()` speaks for the last applied index.
+ *
+ * A state machine that folds the entries itself, after the driver applies them (it follows
+ * {@linkcode RaftDriver.committed} asynchronously, as Shoal's manager does), gives
+ * `appliedSeq()` instead: its `apply` may then do nothing, and `snapshot()` speaks for the data
+ * entry numbered `appliedSeq()`. The driver snapshots at the raft index that state stands for
+ * (the last one before the next data entry) and compacts only behind it, so such a state
+ * machine never falls off the log; it waits while a membership change applied after that
+ * point is not yet covered (a snapshot carries the current configuration).
  */
 export interface StateMachine {
   /** Applies one committed data entry. */
   apply(entry: CommittedEntry): void;
-  /** The state as of the last entry applied. */
+  /** The state as of the last entry applied (as of `appliedSeq()`, when given). */
   snapshot(): Uint8Array;
-  /** Replaces the state with one from `snapshot()` (here or on another member). */
+  /**
+   * Replaces the state with one from `snapshot()` (here or on another member). A state machine
+   * with `appliedSeq` goes on folding from the entry after the snapshot's.
+   */
   restore(data: Uint8Array): void;
+  /**
+   * Only for a state machine that lags the driver: `seq` (see {@linkcode CommittedEntry.seq})
+   * of the last data entry its state includes (0 for none), at most the driver's `lastSeq`.
+   */
+  appliedSeq?(): number;
 }
 
 /** Options of {@linkcode RaftDriver.start}. */
@@ -376,6 +392,10 @@ export class RaftDriver {
   #commit = 0;
   #applied: number;
   #snapshotIndex: number;
+  /** Index of the last configuration change applied (or of the snapshot that holds it). */
+  #confChangedAt = 0;
+  /** A member was added to a compacted log while the state machine lagged: snapshot ASAP. */
+  #snapshotWanted = false;
   #removed = false;
   /** Members removed from the cluster and their last address (""), this node too if it was. */
   #removedPeers = new Map<NodeId, string>();
@@ -455,10 +475,12 @@ export class RaftDriver {
     this.#seqBase = seqAtSnapshot - between;
     // The state machine: the entries after the snapshot (the core does not hand them out again).
     const sm = this.#stateMachine;
+    this.#confChangedAt = snapshot.metadata.index;
     if (sm) {
       let seq = seqAtSnapshot;
       this.#forEachStored(snapshot.metadata.index + 1, this.#applied, (e) => {
         if (isData(e)) sm.apply({ index: e.index, term: e.term, seq: ++seq, data: e.data });
+        else if (e.type === "confChange") this.#confChangedAt = e.index;
       });
     }
     this.#node = new RawNode({
@@ -721,6 +743,11 @@ export class RaftDriver {
     return this.#soft.lead;
   }
 
+  /** Replaces the transport's certificate, key and trusted roots (see `Transport.setTls`). */
+  setTls(update: { cert: string; key: string; ca: string | string[] }): void {
+    this.#transport.setTls(update);
+  }
+
   /**
    * Calls `listener` whenever this node's role or the leader it knows of changes; returns a
    * function that unsubscribes.
@@ -851,6 +878,15 @@ export class RaftDriver {
   #tick(): void {
     if (this.#stopped) return;
     this.#ticks++;
+    if (this.#snapshotWanted && !this.#running) {
+      // A new member waits for it: do not wait for the next committed entry to try again.
+      try {
+        this.#maybeSnapshot();
+      } catch (err) {
+        this.#fail(err as Error);
+        return;
+      }
+    }
     this.#node.tick();
     this.#checkReads();
     this.#run();
@@ -1009,6 +1045,7 @@ export class RaftDriver {
     if (cc.type !== "removeNode") this.#snapshotForNewMember(e.index, cc);
     const wasMember = this.#isMember(cc.nodeId);
     this.#confState = this.#node.applyConfChange(cc);
+    this.#confChangedAt = e.index;
     if (cc.type === "removeNode") {
       if (wasMember) this.#removedPeers.set(cc.nodeId, this.#addresses.get(cc.nodeId) ?? "");
       if (cc.nodeId !== this.id) this.#addresses.delete(cc.nodeId);
@@ -1055,6 +1092,8 @@ export class RaftDriver {
     this.#applied = index;
     this.#commit = Math.max(this.#commit, index);
     this.#snapshotIndex = index;
+    this.#confChangedAt = index;
+    this.#snapshotWanted = false;
     this.#seqBase = envelope.seq;
     this.#dataIndexes = [];
     for (const [i, p] of this.#byIndex) {
@@ -1079,8 +1118,14 @@ export class RaftDriver {
    * with the new configuration (the state machine is at that index: the entry has no data).
    */
   #snapshotForNewMember(index: number, cc: ConfChange): void {
-    if (this.#stateMachine === undefined || this.#storage.firstIndex() <= 1) return;
+    const sm = this.#stateMachine;
+    if (sm === undefined || this.#storage.firstIndex() <= 1) return;
     if (this.#isMember(cc.nodeId) || index <= this.#snapshotIndex) return;
+    if (sm.appliedSeq !== undefined && sm.appliedSeq() !== this.lastSeq) {
+      // Its state is not at this index yet: snapshot once it covers it (`#maybeSnapshot`).
+      this.#snapshotWanted = true;
+      return;
+    }
     const confState = applyToConfState(this.#confState, cc);
     const addresses = [...this.#addresses].filter(([id]) => this.#isMember(id));
     if (cc.context && cc.context.byteLength > 0) {
@@ -1089,10 +1134,15 @@ export class RaftDriver {
     this.#createSnapshot(index, confState, addresses);
   }
 
-  #createSnapshot(index: number, confState: ConfState, addresses: [NodeId, string][]): void {
+  #createSnapshot(
+    index: number,
+    confState: ConfState,
+    addresses: [NodeId, string][],
+    seq = this.lastSeq,
+  ): void {
     const envelope: Envelope = {
       v: 1,
-      seq: this.lastSeq,
+      seq,
       addresses,
       removed: this.#removedList(),
       app: this.#stateMachine!.snapshot(),
@@ -1103,10 +1153,25 @@ export class RaftDriver {
 
   #maybeSnapshot(): void {
     const sm = this.#stateMachine;
-    if (sm === undefined || this.#applied - this.#snapshotIndex < this.#snapshotEntries) return;
-    const at = this.#applied;
+    if (sm === undefined) return;
+    const due = this.#applied - this.#snapshotIndex >= this.#snapshotEntries;
+    if (!due && !this.#snapshotWanted) return;
+    let at = this.#applied;
+    let seq = this.lastSeq;
+    if (sm.appliedSeq !== undefined) {
+      seq = sm.appliedSeq();
+      const point = this.#snapshotPoint(seq);
+      // Not yet: the state machine is behind the last snapshot or the last membership change.
+      if (point === undefined || point <= this.#snapshotIndex) return;
+      at = point;
+    }
+    this.#snapshotWanted = false;
     const addresses = [...this.#addresses].filter(([id]) => this.#isMember(id));
-    this.#createSnapshot(at, this.#confState, addresses);
+    this.#createSnapshot(at, this.#confState, addresses, seq);
+    if (!due) {
+      this.#logger.info(`raft ${this.id}: snapshot at ${at} for a new member`);
+      return;
+    }
     const compactTo = at - this.#keepEntries;
     if (compactTo > this.#storage.firstIndex() - 1) {
       this.#storage.compact(compactTo);
@@ -1116,6 +1181,23 @@ export class RaftDriver {
       this.#seqBase += drop;
     }
     this.#logger.info(`raft ${this.id}: snapshot at ${at}, log compacted to ${compactTo}`);
+  }
+
+  /**
+   * The raft index a lagging state machine's state stands for, given the `seq` of the last data
+   * entry it includes: the last index before the next data entry (the applied index when none
+   * followed), or undefined when that cannot be snapshotted now (a configuration change came
+   * after it, or the entry is behind the compaction point).
+   */
+  #snapshotPoint(seq: number): number | undefined {
+    if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.lastSeq) {
+      throw new RangeError(
+        `The state machine says it applied entry seq ${seq}; the driver's last is ${this.lastSeq}`,
+      );
+    }
+    if (seq < this.#seqBase) return undefined;
+    const at = seq === this.lastSeq ? this.#applied : this.#dataIndexes[seq - this.#seqBase] - 1;
+    return at < this.#confChangedAt ? undefined : at;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -320,6 +320,102 @@ Deno.test("driver: snapshots every N entries; a late learner gets one; restarts 
   }
 });
 
+/**
+ * A state machine that folds behind the driver, as Shoal's manager does: `seen` is what the
+ * driver applied, `folded` how much of it the state includes (the test moves it).
+ */
+class Lagging implements StateMachine {
+  seen: string[] = [];
+  folded = 0;
+  restores = 0;
+  apply(e: CommittedEntry): void {
+    this.seen.push(text(e.data));
+  }
+  appliedSeq(): number {
+    return this.folded;
+  }
+  snapshot(): Uint8Array {
+    return utf8.encode(JSON.stringify(this.seen.slice(0, this.folded)));
+  }
+  restore(data: Uint8Array): void {
+    this.restores++;
+    this.seen = JSON.parse(text(data));
+    this.folded = this.seen.length;
+  }
+}
+
+Deno.test("driver: a lagging state machine is snapshotted where it is, never compacted past", async () => {
+  const d = freshDir();
+  const opts = { clusterId: "test", tickMs: 20, snapshotEntries: 40, keepEntries: 10 };
+  const sm = new Lagging();
+  const leader = await RaftDriver.start({
+    ...opts,
+    id: 1,
+    storage: new SqliteStorage({ path: `${d}/1.db`, confState: { voters: [1], learners: [] } }),
+    stateMachine: sm,
+  });
+  let learner: RaftDriver | undefined;
+  const late = new Lagging();
+  try {
+    await leader.waitForLeader();
+    const payloads = Array.from({ length: 100 }, (_, i) => `l${i}`);
+    for (const p of payloads) await leader.propose(utf8.encode(p));
+    // Nothing folded: no snapshot past the first data entry, nothing compacted.
+    assert.ok(leader.status().snapshotIndex < leader.readSeq(1)[0].index);
+    assert.equal(leader.status().firstIndex, 1);
+    // Folded to 60: the next snapshot stands for the raft index just before data entry 61.
+    sm.folded = 60;
+    await leader.propose(utf8.encode("l100"));
+    const st = leader.status();
+    assert.equal(st.snapshotIndex, leader.readSeq(61)[0].index - 1);
+    assert.equal(st.firstIndex, st.snapshotIndex - 10 + 1);
+    assert.equal(leader.firstSeq, 60 - 10 + 1, "the entries after the snapshot are kept");
+
+    // A learner added while the state machine lags: the snapshot it needs waits for the fold.
+    learner = await RaftDriver.start({
+      ...opts,
+      id: 2,
+      storage: new SqliteStorage({ path: `${d}/2.db` }),
+      peers: [[1, leader.address]],
+      stateMachine: late,
+    });
+    await leader.addLearner(2, learner.address);
+    const waited = leader.status().snapshotIndex;
+    assert.equal(waited, st.snapshotIndex, "no snapshot of a state that is not at the change");
+    // Once the fold has caught up it is taken, without waiting for another entry.
+    sm.folded = 101;
+    await until("a snapshot for the learner", () => leader.status().snapshotIndex > waited);
+    const l = learner;
+    await until("the learner restored it", () => l.lastSeq === 101);
+    await leader.propose(utf8.encode("l101"));
+    await until("the learner caught up", () => l.lastSeq === 102);
+    assert.equal(late.restores, 1);
+    assert.deepEqual(late.seen, [...payloads, "l100", "l101"]);
+
+    // A restart: the snapshot's seq numbers the entries after it.
+    await leader.stop();
+    const again = new Lagging();
+    const restarted = await RaftDriver.start({
+      ...opts,
+      id: 1,
+      storage: new SqliteStorage({ path: `${d}/1.db` }),
+      stateMachine: again,
+      port: Number(leader.address.split(":")[1]),
+    });
+    try {
+      assert.equal(again.restores, 1);
+      assert.deepEqual(again.seen, [...payloads, "l100", "l101"]);
+      assert.equal(restarted.lastSeq, 102);
+      assert.deepEqual(restarted.readSeq(102).map((e) => text(e.data)), ["l101"]);
+    } finally {
+      await restarted.stop();
+    }
+  } finally {
+    await leader.stop();
+    await learner?.stop();
+  }
+});
+
 Deno.test("driver: a restarted cluster keeps every entry and elects a leader", async () => {
   let members = await cluster(3);
   const payloads = Array.from({ length: 100 }, (_, i) => `r${i}`);

@@ -285,13 +285,14 @@ export const EVENTS_KEPT = 1024;
  */
 export class EventHub {
   readonly #manager: Manager;
-  readonly #tracker: EventTracker;
+  #tracker: EventTracker;
   readonly #recent: IndexedEvent[] = [];
   /** Every event of an entry after this index is in `#recent`. */
   #recentFrom: number;
   readonly #subscribers = new Set<(events: IndexedEvent[]) => void>();
   readonly #streams = new Set<() => void>();
   readonly #unsubscribe: () => void;
+  readonly #unsubscribeRestore: () => void;
 
   /** Starts following `manager`'s applied entries. */
   constructor(manager: Manager) {
@@ -317,6 +318,12 @@ export class EventHub {
       }
       for (const s of this.#subscribers) s(events);
     });
+    // A snapshot replaced the state (Raft InstallSnapshot): what happened in between is unknown.
+    this.#unsubscribeRestore = manager.onRestored((index) => {
+      this.#tracker = EventTracker.fromState(manager.state);
+      this.#recent.length = 0;
+      this.#recentFrom = index;
+    });
   }
 
   /** Calls `fn` with the events of each entry applied from now on; returns the unsubscriber. */
@@ -333,9 +340,11 @@ export class EventHub {
   async history(sinceMs: number, toIndex: number): Promise<IndexedEvent[]> {
     const fromBuffer = this.#recent.filter((e) => e.at >= sinceMs && e.index <= toIndex);
     const log = this.#manager.log;
-    const reachesBack = this.#recentFrom === 0 ||
+    // (A compacted log is asked nothing: the buffer's first entry may be compacted too.)
+    if (this.#recentFrom === 0 || log.firstIndex() > 1) return fromBuffer;
+    const reachesBack =
       (log.read(this.#recentFrom, this.#recentFrom)[0]?.batch.at ?? Infinity) < sinceMs;
-    if (reachesBack || log.firstIndex() > 1) return fromBuffer;
+    if (reachesBack) return fromBuffer;
     const older = await foldEvents(this.#manager, this.#recentFrom, sinceMs);
     return [...older, ...fromBuffer];
   }
@@ -349,6 +358,7 @@ export class EventHub {
   /** Stops following the manager and ends every open stream (so a server can shut down). */
   close(): void {
     this.#unsubscribe();
+    this.#unsubscribeRestore();
     for (const close of [...this.#streams]) close();
     this.#streams.clear();
     this.#subscribers.clear();

@@ -18,7 +18,9 @@
  * the background, a chunk at a time so the server keeps answering; requests that need them wait
  * for {@linkcode LiveHistory.ready}. From then on `manager.onApplied` keeps them current (a few map
  * operations per event). A log compacted below its first entry (a Raft snapshot) cannot be folded
- * from the start: history then starts at the state the manager had when this was created.
+ * from the start: history then starts at the state the manager had when this was created. So it
+ * does again when a snapshot replaces the manager's state (`manager.onRestored`: the leader sent
+ * one to a member too far behind, or to a new one): the log before it is gone on this member.
  *
  * Every answer is about the entries this manager has *applied* ({@linkcode LiveHistory.source}
  * ends at `manager.state.index`), never committed entries not yet folded.
@@ -85,8 +87,11 @@ export class LiveHistory {
   #sinceEntries = 0;
   #sinceEvents = 0;
   #closed = false;
+  /** A snapshot replaced the manager's state while the index was being built. */
+  #restoredDuringBuild = false;
   readonly #ready: Promise<void>;
   readonly #unsubscribe: () => void;
+  readonly #unsubscribeRestore: () => void;
 
   /** Starts following `manager` (which should have replayed its log already). */
   constructor(manager: Manager, options: LiveHistoryOptions = {}) {
@@ -105,6 +110,7 @@ export class LiveHistory {
     };
     this.#cursor = new TimeCursor(this.source, this.#checkpoints);
     this.#unsubscribe = manager.onApplied((entry, result) => this.#follow(entry, result));
+    this.#unsubscribeRestore = manager.onRestored(() => this.#restored());
     this.#ready = this.#build();
     // A failed build is reported to whoever waits on `ready`; nothing else awaits it.
     this.#ready.catch(() => {});
@@ -155,14 +161,33 @@ export class LiveHistory {
 
   /** `batch.at` of entry `index` (0 for index 0 or an entry no longer held). */
   timeOf(index: number): number {
-    if (index < 1) return 0;
-    return this.#manager.log.read(index, index)[0]?.batch.at ?? 0;
+    const log = this.#manager.log;
+    if (index < 1 || index < log.firstIndex()) return 0;
+    return log.read(index, index)[0]?.batch.at ?? 0;
   }
 
   /** Stops following the manager. */
   close(): void {
     this.#closed = true;
     this.#unsubscribe();
+    this.#unsubscribeRestore();
+  }
+
+  /** The manager's state is a snapshot's now: history starts again at it. */
+  #restored(): void {
+    if (this.#closed) return;
+    const state = this.#manager.state;
+    this.#checkpoints.splice(0, this.#checkpoints.length, {
+      index: state.index,
+      bytes: snapshot(state),
+    });
+    this.#cursor = new TimeCursor(this.source, this.#checkpoints);
+    const kept = this.#marks.filter((m) => m.index > state.index);
+    this.#marks.splice(0, this.#marks.length, ...kept);
+    this.#sinceEntries = 0;
+    this.#sinceEvents = 0;
+    if (this.#index === undefined) this.#restoredDuringBuild = true;
+    else this.#index = new HistoryIndex();
   }
 
   #follow(entry: LogEntry, result: ApplyResult): void {
@@ -213,6 +238,11 @@ export class LiveHistory {
     const state = new ClusterState();
     for (;;) {
       if (this.#closed) return;
+      if (this.#restoredDuringBuild) {
+        // `#restored` started history over at the snapshot; what was built is behind it.
+        this.#index = new HistoryIndex();
+        return;
+      }
       const target = manager.state.index;
       if (state.index >= target) break;
       const to = Math.min(target, state.index + BUILD_CHUNK);

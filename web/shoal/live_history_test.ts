@@ -3,8 +3,12 @@
  * `onApplied`; its checkpoints give the same states as a fold from the start, and stay bounded.
  */
 import assert from "node:assert/strict";
-import { ServiceSpec } from "../../events/schema.ts";
-import type { Manager } from "../../actors/manager.ts";
+import { SecretSpec, ServiceSpec } from "../../events/schema.ts";
+import { Manager } from "../../actors/manager.ts";
+import { ClusterStateMachine } from "../../actors/state_machine.ts";
+import { RaftDriver } from "../../events/raft/driver.ts";
+import { SqliteStorage } from "../../events/raft/sqlite_storage.ts";
+import { RaftLog } from "../../events/raft_log.ts";
 import type { EventLog } from "../../events/log.ts";
 import { diff, HistoryError, HistoryIndex, stateAt } from "../../actors/history.ts";
 import { snapshot } from "../../actors/snapshot.ts";
@@ -94,6 +98,7 @@ Deno.test("LiveHistory: on a compacted log, history starts at the manager's stat
       state: m.state,
       log,
       onApplied: (l: Parameters<Manager["onApplied"]>[0]) => m.onApplied(l),
+      onRestored: (l: Parameters<Manager["onRestored"]>[0]) => m.onRestored(l),
     } as unknown as Manager;
     const history = new LiveHistory(compacted);
     try {
@@ -114,4 +119,69 @@ Deno.test("LiveHistory: on a compacted log, history starts at the manager's stat
       history.close();
     }
   });
+});
+
+Deno.test("LiveHistory: when a snapshot replaces the manager's state, history starts at it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shoal-live-history-" });
+  const member = async (id: number, voters: number[], peers: [number, string][] = []) => {
+    const fold = new ClusterStateMachine();
+    const driver = await RaftDriver.start({
+      id,
+      clusterId: "live-history-test",
+      storage: new SqliteStorage({
+        path: `${dir}/${id}.db`,
+        synchronous: "off",
+        confState: { voters, learners: [] },
+      }),
+      tickMs: 10,
+      peers,
+      stateMachine: fold,
+      snapshotEntries: 10,
+      keepEntries: 2,
+    });
+    const log = new RaftLog(driver);
+    const manager = new Manager({ log, stateMachine: fold });
+    await manager.start();
+    return { driver, log, manager };
+  };
+  const secret = (i: number) => ({
+    kind: "CreateFileObject" as const,
+    object: "secret" as const,
+    spec: SecretSpec.parse({ name: `s${i}`, data: btoa(`${i}`) }),
+  });
+  const leader = await member(1, [1]);
+  const joiner = await member(2, [], [[1, leader.driver.address]]);
+  const history = new LiveHistory(joiner.manager, { checkpointEntries: 4 });
+  try {
+    await leader.manager.setLeader(true);
+    for (let i = 0; i < 30; i++) {
+      await leader.manager.execute(secret(i), { by: "user:secret.create" });
+    }
+    await history.ready();
+    await leader.driver.addLearner(2, joiner.driver.address);
+    await until("the joiner caught up", () => joiner.manager.state.index === 30);
+    const first = joiner.log.firstIndex();
+    assert.ok(first > 1, "the joiner's log starts after a snapshot");
+    const at = history.checkpoints[0].index;
+    assert.deepEqual(history.checkpoints.map((c) => c.index), [at]);
+    assert.ok(at >= first - 1 && at <= 30, `history starts at the snapshot (${at})`);
+    assert.equal(history.timeOf(1), 0, "no time for an entry no longer held");
+    assert.throws(
+      () => history.stateCopy(1),
+      (err) => err instanceof HistoryError && err.code === "compacted",
+    );
+    assert.equal(history.stateCopy(30).secrets.size, 30);
+    // And it follows on from there.
+    await leader.manager.execute(secret(30), { by: "user:secret.create" });
+    await until("the index to follow", () => history.index.lastIndex === 31);
+    assert.equal(history.index.firstIndex, at + 1);
+    assert.equal(history.stateCopy(31).secrets.size, 31);
+  } finally {
+    history.close();
+    for (const m of [joiner, leader]) {
+      await m.manager.stop();
+      await m.log.close();
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
 });
