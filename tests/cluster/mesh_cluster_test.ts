@@ -1,0 +1,136 @@
+/**
+ * The routing mesh through real nodes: a manager and a worker as separate `shoal` processes, each
+ * on its own loopback address (127.0.0.1 and 127.0.0.2: Linux routes all of 127/8 to lo), a
+ * process service with a published port and one replica per node. The published port answers on
+ * every node, and each node's mesh spreads connections over both tasks, the remote one reached
+ * through the other node's mesh endpoint over mutual TLS.
+ */
+import assert from "node:assert/strict";
+import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+const deno = `${root}node_modules/deno/deno`;
+
+/** One HTTP/1.0 request on a new connection (fetch would keep one connection, so one task). */
+async function get(hostname: string, port: number): Promise<string> {
+  const conn = await Deno.connect({ hostname, port });
+  try {
+    await conn.write(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: x\r\n\r\n"));
+    const text = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+    const body = text.split("\r\n\r\n")[1]?.trim() ?? "";
+    if (!/^HTTP\/1\.[01] 200/.test(text) || body === "") throw new Error(`bad answer: ${text}`);
+    return body;
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // Closed by the reader.
+    }
+  }
+}
+
+Deno.test({
+  name: "a published port answers on every node, spread over the tasks of every node",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shoal-mesh-cluster-" });
+  const [api] = freePorts(1);
+  const published = 31000 + Math.floor(Math.random() * 1500);
+  const host = ["--host", `tcp://127.0.0.1:${api}`];
+  const procs: NodeProcess[] = [];
+  try {
+    const m = new NodeProcess("m", [
+      "swarm",
+      "init",
+      "--data-dir",
+      `${dir}/m`,
+      "--listen-addr",
+      "127.0.0.1:0",
+      "--advertise-addr",
+      "127.0.0.1",
+      "--api-addr",
+      `127.0.0.1:${api}`,
+      "--dispatcher-heartbeat",
+      "500ms",
+      "--sync",
+      "off",
+      "--log-level",
+      "info",
+    ]);
+    procs.push(m);
+    const [, token, addr] = await m.waitFor(/shoal swarm join --token (\S+) (127\.0\.0\.1:\d+)/);
+    const w = new NodeProcess("w", [
+      "swarm",
+      "join",
+      "--token",
+      token,
+      "--data-dir",
+      `${dir}/w`,
+      "--listen-addr",
+      "127.0.0.2:0",
+      "--advertise-addr",
+      "127.0.0.2",
+      "--log-level",
+      "info",
+      addr,
+    ]);
+    procs.push(w);
+    await w.waitFor(/joined a swarm as a worker/);
+    await until("2 ready nodes", async () => {
+      const ls = await shoal([...host, "node", "ls", "--format", "{{.Status}}"]);
+      return ls.stdout.split("\n").filter((l) => l === "Ready").length === 2;
+    });
+    const server =
+      "Deno.serve({ hostname: Deno.env.get('SHOAL_TASK_ADDR'), port: 8080, onListen() {} }, " +
+      "() => new Response(Deno.env.get('SHOAL_TASK_ID')))";
+    const created = await shoal([
+      ...host,
+      "service",
+      "create",
+      "--detach",
+      "--name",
+      "web",
+      "--replicas",
+      "2",
+      "--replicas-max-per-node",
+      "1",
+      "--publish",
+      `${published}:8080`,
+      "--runtime",
+      "process",
+      deno,
+      "eval",
+      server,
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    const seen = new Map<string, Set<string>>();
+    for (const node of ["127.0.0.1", "127.0.0.2"]) {
+      const ids = new Set<string>();
+      let last = "";
+      await until(
+        () => `both tasks answer through ${node} (seen ${[...ids]}; last: ${last})`,
+        async () => {
+          try {
+            ids.add(await get(node, published));
+          } catch (err) {
+            last = String(err); // not listening yet
+          }
+          return ids.size === 2;
+        },
+        30_000,
+      );
+      seen.set(node, ids);
+    }
+    assert.deepEqual([...seen.get("127.0.0.1")!].sort(), [...seen.get("127.0.0.2")!].sort());
+    const ps = await shoal([...host, "service", "ps", "web", "--format", "{{.ID}} {{.Node}}"]);
+    assert.equal(ps.stdout.trim().split("\n").length, 2, ps.stdout);
+  } catch (err) {
+    for (const p of procs) console.error(`--- ${p.name}\n${p.stdout}\n${p.stderr.slice(-4000)}`);
+    throw err;
+  } finally {
+    for (const p of procs) p.kill("SIGTERM");
+    await Promise.all(procs.map((p) => p.done));
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
