@@ -90,7 +90,7 @@ const unlockKey: Subcommand = {
     const { UnlockKey: key } = await env.client.get<{ UnlockKey: string }>("/swarm/unlockkey");
     if (key === "") {
       throw new CliError(
-        "no unlock key is set: turn autolock on with \"shoal swarm update --autolock=true\"",
+        'no unlock key is set: turn autolock on with "shoal swarm update --autolock=true"',
       );
     }
     await env.io.out(quiet ? `${key}\n` : unlockKeyText(key));

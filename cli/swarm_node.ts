@@ -367,7 +367,8 @@ const init: Subcommand = {
     {
       name: "autolock",
       kind: "boolean",
-      description: "Enable manager autolocking (requiring an unlock key to start a stopped manager)",
+      description:
+        "Enable manager autolocking (requiring an unlock key to start a stopped manager)",
     },
     {
       name: "force-new-cluster",

@@ -258,8 +258,6 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   let keys: DataKeys | undefined;
   /** The unlock key a new autolocked swarm was made with, shown once. */
   let newUnlockKey: string | undefined;
-  /** Set when the data key was opened with an unlock key (so the node is autolocked). */
-  let unlockedWith: string | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   let delegate: (req: Request) => Response | Promise<Response> = () =>
     new Response("starting", { status: 503 });
@@ -288,10 +286,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       server = Deno.serve({ hostname, port, onListen: () => {} }, (req) => delegate(req));
       options.onLocked?.(`http://${server.addr.hostname}:${server.addr.port}`);
       keys = await locked.unlocked;
-      unlockedWith = "(given)";
     } else if (keyFile !== undefined) {
       keys = await openKeys(options.dataDir, options.unlockKey);
-      if (keyFile.autolock) unlockedWith = "(given)";
     } else if (!await exists(`${options.dataDir}/raft.db`)) {
       const autolock = stored === undefined && options.spec?.encryption.autoLockManagers === true;
       newUnlockKey = autolock ? generateUnlockKey() : undefined;

@@ -331,7 +331,9 @@ export class Dispatcher {
     const node = this.#manager.state.nodes.get(nodeId);
     if (node === undefined) return {};
     const raftId = Number(node.managerStatus?.raftId);
-    return node.role === "manager" && raftId > 0 ? { role: "manager", raftId } : { role: node.role };
+    return node.role === "manager" && raftId > 0
+      ? { role: "manager", raftId }
+      : { role: node.role };
   }
 
   #notLeaderMessage(leader: string | undefined): string {
