@@ -1,9 +1,11 @@
 /**
  * The routing mesh through real nodes: a manager and a worker as separate `shoal` processes, each
- * on its own loopback address (127.0.0.1 and 127.0.0.2: Linux routes all of 127/8 to lo), a
+ * on its own loopback address (Linux routes all of 127/8 to lo), a
  * process service with a published port and one replica per node. The published port answers on
  * every node, and each node's mesh spreads connections over both tasks, the remote one reached
- * through the other node's mesh endpoint over mutual TLS.
+ * through the other node's mesh endpoint over mutual TLS. The two addresses are drawn at random in
+ * 127.0.0.0/24 so that nodes of other tests running at the same time (whose mesh endpoints take
+ * port 4379 of their own address) are not in the way.
  */
 import assert from "node:assert/strict";
 import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
@@ -37,6 +39,8 @@ Deno.test({
   const dir = await Deno.makeTempDir({ prefix: "shoal-mesh-cluster-" });
   const [api] = freePorts(1);
   const published = 31000 + Math.floor(Math.random() * 1500);
+  const a = 20 + Math.floor(Math.random() * 110);
+  const [ipM, ipW] = [`127.0.0.${a}`, `127.0.0.${a + 120}`];
   const host = ["--host", `tcp://127.0.0.1:${api}`];
   const procs: NodeProcess[] = [];
   try {
@@ -46,9 +50,9 @@ Deno.test({
       "--data-dir",
       `${dir}/m`,
       "--listen-addr",
-      "127.0.0.1:0",
+      `${ipM}:0`,
       "--advertise-addr",
-      "127.0.0.1",
+      ipM,
       "--api-addr",
       `127.0.0.1:${api}`,
       "--dispatcher-heartbeat",
@@ -59,7 +63,7 @@ Deno.test({
       "info",
     ]);
     procs.push(m);
-    const [, token, addr] = await m.waitFor(/shoal swarm join --token (\S+) (127\.0\.0\.1:\d+)/);
+    const [, token, addr] = await m.waitFor(/shoal swarm join --token (\S+) (127\.0\.0\.\d+:\d+)/);
     const w = new NodeProcess("w", [
       "swarm",
       "join",
@@ -68,9 +72,9 @@ Deno.test({
       "--data-dir",
       `${dir}/w`,
       "--listen-addr",
-      "127.0.0.2:0",
+      `${ipW}:0`,
       "--advertise-addr",
-      "127.0.0.2",
+      ipW,
       "--log-level",
       "info",
       addr,
@@ -105,7 +109,7 @@ Deno.test({
     ]);
     assert.equal(created.code, 0, created.stderr);
     const seen = new Map<string, Set<string>>();
-    for (const node of ["127.0.0.1", "127.0.0.2"]) {
+    for (const node of [ipM, ipW]) {
       const ids = new Set<string>();
       let last = "";
       await until(
@@ -122,7 +126,7 @@ Deno.test({
       );
       seen.set(node, ids);
     }
-    assert.deepEqual([...seen.get("127.0.0.1")!].sort(), [...seen.get("127.0.0.2")!].sort());
+    assert.deepEqual([...seen.get(ipM)!].sort(), [...seen.get(ipW)!].sort());
     const ps = await shoal([...host, "service", "ps", "web", "--format", "{{.ID}} {{.Node}}"]);
     assert.equal(ps.stdout.trim().split("\n").length, 2, ps.stdout);
   } catch (err) {
