@@ -66,6 +66,12 @@ export class NodeProcess {
     }
   }
 
+  /** Ctrl-C, then waits for the process to end. */
+  async stop(): Promise<void> {
+    this.kill("SIGTERM");
+    await this.done;
+  }
+
   kill(signal: Deno.Signal): void {
     try {
       this.child.kill(signal);
@@ -101,7 +107,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function until<T>(
   what: string | (() => string),
   fn: () => Promise<T | undefined | false>,
-  ms = 20_000,
+  ms = 30_000,
 ) {
   const deadline = Date.now() + ms;
   for (;;) {
