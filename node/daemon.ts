@@ -567,9 +567,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           );
         }).catch((err) => options.logger?.error(`node ${nodeId}: rewrapping the data key: ${err}`));
       };
-      stopKeySync = manager.onApplied((entry) => {
+      const offApplied = manager.onApplied((entry) => {
         if (entry.batch.events.some((e) => e.type === "ClusterUnlockKeyRotated")) sync();
       });
+      const offRestored = manager.onRestored(() => sync());
+      stopKeySync = () => {
+        offApplied();
+        offRestored();
+      };
       sync();
     }
     const writeConfig = () =>

@@ -277,7 +277,13 @@ export class Dispatcher {
     const bound = (server.address() as net.AddressInfo).port;
     this.#address = `${host.includes(":") ? `[${host}]` : host}:${bound}`;
     this.#advertise = this.#opts.advertiseAddr ?? this.#address;
-    this.#unsubscribe = this.#manager.onApplied(() => this.#assignmentsChanged());
+    const offApplied = this.#manager.onApplied(() => this.#assignmentsChanged());
+    // A snapshot installed over the state (this manager fell far behind) changes it with no entry.
+    const offRestored = this.#manager.onRestored(() => this.#assignmentsChanged());
+    this.#unsubscribe = () => {
+      offApplied();
+      offRestored();
+    };
     // Every node's mesh follows the map of services, tasks and addresses (node/mesh/feed.ts).
     this.#meshFeed = new MeshMapFeed({
       manager: this.#manager,

@@ -347,7 +347,13 @@ export class LocalSession implements AgentSession {
 
   /** See {@linkcode AgentSession.onChange}. */
   onChange(listener: () => void): () => void {
-    return this.#manager.onApplied(() => listener());
+    const offApplied = this.#manager.onApplied(() => listener());
+    // A snapshot installed over the state changes everything at once, with no entry.
+    const offRestored = this.#manager.onRestored(() => listener());
+    return () => {
+      offApplied();
+      offRestored();
+    };
   }
 
   /**

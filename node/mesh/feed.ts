@@ -16,7 +16,11 @@ import { EMPTY_MESH_MAP, type MeshMap, meshMapFromState, MeshMapSchema } from ".
 /** Options of a {@linkcode MeshMapFeed}. */
 export interface MeshMapFeedOptions {
   /** The manager whose state the map is computed from. */
-  manager: { readonly state: ClusterState; onApplied(listener: () => void): () => void };
+  manager: {
+    readonly state: ClusterState;
+    onApplied(listener: () => void): () => void;
+    onRestored?(listener: () => void): () => void;
+  };
   /** Called with the message for every session when the map changed. */
   broadcast: (message: MeshMapMessage) => void;
   /** Shortest time between two computations of the map, ms (default 100). */
@@ -40,7 +44,12 @@ export class MeshMapFeed {
   /** A feed; it follows the manager until `close()`. */
   constructor(options: MeshMapFeedOptions) {
     this.#opts = options;
-    this.#unsubscribe = options.manager.onApplied(() => this.#schedule());
+    const offApplied = options.manager.onApplied(() => this.#schedule());
+    const offRestored = options.manager.onRestored?.(() => this.#schedule());
+    this.#unsubscribe = () => {
+      offApplied();
+      offRestored?.();
+    };
   }
 
   #current(): MeshMap {

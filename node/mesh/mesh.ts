@@ -71,7 +71,11 @@ export interface MeshSource {
  * `coalesceMs` (default 100 ms: it costs time linear in the swarm's tasks).
  */
 export function stateMeshSource(
-  manager: { readonly state: ClusterState; onApplied(listener: () => void): () => void },
+  manager: {
+    readonly state: ClusterState;
+    onApplied(listener: () => void): () => void;
+    onRestored?(listener: () => void): () => void;
+  },
   coalesceMs = 100,
 ): MeshSource {
   let cached: MeshMap | undefined;
@@ -87,16 +91,23 @@ export function stateMeshSource(
     current,
     subscribe(listener) {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const stop = manager.onApplied(() => {
+      const kick = () => {
         if (timer !== undefined) return;
         timer = setTimeout(() => {
           timer = undefined;
           listener();
         }, coalesceMs);
+      };
+      const stop = manager.onApplied(kick);
+      // A snapshot installed over the state: nothing cached from before it holds.
+      const stopRestored = manager.onRestored?.(() => {
+        cached = undefined;
+        kick();
       });
       return () => {
         clearTimeout(timer);
         stop();
+        stopRestored?.();
       };
     },
   };

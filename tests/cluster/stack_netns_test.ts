@@ -282,16 +282,19 @@ serve(8080, async () => "frontend=" + me + " " + await get("backend", 8080, "/")
 
 /**
  * The probe, on another stack's network: reports, as JSON, what it got from the backend by its
- * short name, its full name, and its virtual IP (in `$BACKEND_VIP`), each an answer or an error.
+ * short name, its full name, and its virtual IP (in `$BACKEND_VIP`), each an answer or an error,
+ * and, to show that its resolver and the mesh work for what it may reach, from itself by name
+ * (`/ping`).
  */
 const PROBE = `${TASK_GET}
-const attempt = async (host) => {
+const attempt = async (host, path = "/") => {
   try {
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 5000));
-    return "answered: " + await Promise.race([get(host, 8080, "/"), timeout]);
+    return "answered: " + await Promise.race([get(host, 8080, path), timeout]);
   } catch (e) { return "error: " + (e && e.name) + " " + (e && e.message); }
 };
-serve(8080, async () => JSON.stringify({
+serve(8080, async (req) => new URL(req.url).pathname === "/ping" ? "pong" : JSON.stringify({
+  self: await attempt("probe", "/ping"),
   name: await attempt("backend"),
   fullName: await attempt("app_backend"),
   vip: await attempt(Deno.env.get("BACKEND_VIP")),
@@ -474,7 +477,10 @@ Deno.test({
       report = await get(n1.addr, PROBE_PORT).catch((e) => String(e));
       return report.startsWith("{");
     }, 60_000);
-    const probe = JSON.parse(report) as Record<string, string>;
+    const { self, ...probe } = JSON.parse(report) as Record<string, string>;
+    console.log(`the probe: ${report}`);
+    assert.equal(self, "answered: pong", `the probe does not reach itself by name: ${report}`);
+    assert.deepEqual(Object.keys(probe).sort(), ["fullName", "name", "vip"]);
     for (const [how, result] of Object.entries(probe)) {
       assert.match(result, /^error: /, `the probe reached the backend by ${how}: ${result}`);
     }
