@@ -187,7 +187,15 @@ export class DnsServer {
     const out = bytes.slice();
     out[0] = ourId >> 8;
     out[1] = ourId & 0xff;
-    socket.send(out, upstream.port, upstream.host);
+    // An upstream this node cannot send to (no route to it: a host whose only network is the
+    // swarm's) fails at once with SERVFAIL, rather than after the timeout, which outlasts the
+    // client's own (glibc's is 5 s) so that the client would see no answer at all.
+    socket.send(out, upstream.port, upstream.host, (err: Error | null) => {
+      if (err === null || this.#pending.get(ourId)?.timer !== timer) return;
+      this.#pending.delete(ourId);
+      clearTimeout(timer);
+      this.#send(this.#failure(bytes.slice()), rinfo);
+    });
   }
 
   /** SERVFAIL for a query whose bytes are given (header rewritten, question kept). */

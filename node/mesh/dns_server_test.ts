@@ -174,6 +174,26 @@ Deno.test("the resolver answers swarm names over UDP and forwards the rest upstr
   }
 });
 
+Deno.test("a query for an upstream the node cannot send to fails at once", async () => {
+  // Sending to the broadcast address without SO_BROADCAST fails (EACCES), as sending to an
+  // upstream with no route does: the client gets SERVFAIL now, not after the upstream timeout.
+  const server = new DnsServer({
+    listen: { host: "127.0.0.1", port: 0 },
+    index: () => new MeshIndex(MAP),
+    upstreams: ["255.255.255.255:53"],
+  });
+  const port = Number((await server.start()).split(":")[1]);
+  try {
+    const started = Date.now();
+    const reply = await send(port, dnsQuery(45, "example.org"));
+    assert.equal(reply.id, 45);
+    assert.equal(reply.rcode, Rcode.SERVFAIL);
+    assert.ok(Date.now() - started < 1_000, `answered after ${Date.now() - started} ms`);
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("resolv.conf nameservers are read in order", () => {
   assert.deepEqual(
     parseResolvConf("# c\nsearch x\nnameserver 10.0.0.1\n  nameserver ::1\noptions ndots:1\n"),

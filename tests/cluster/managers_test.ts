@@ -276,6 +276,18 @@ Deno.test({
       // Two managers still make a quorum: writes work.
       const s = await shoal([...host(0), ...createArgs("after-leave")]);
       assert.equal(s.code, 0, s.stderr);
+      // As with Docker, the node that left is removed once demoted.
+      const rm = await shoal([...host(0), "node", "rm", ids[2]]);
+      assert.equal(rm.code, 1);
+      assert.match(rm.stderr, /must be demoted to worker before removal/);
+      const demote = await shoal([...host(0), "node", "demote", ids[2]]);
+      assert.equal(demote.code, 0, demote.stderr);
+      await until("the demoted node can be removed", async () => {
+        const r = await shoal([...host(0), "node", "rm", ids[2]]);
+        return r.code === 0;
+      });
+      const left = await get<ApiNode[]>(0, "/nodes");
+      assert.equal(left.some((n) => n.ID === ids[2]), false);
     });
 
     await t.step("--force-new-cluster recovers the swarm from one survivor", async () => {

@@ -289,7 +289,7 @@ serve(8080, async () => "frontend=" + me + " " + await get("backend", 8080, "/")
 const PROBE = `${TASK_GET}
 const attempt = async (host, path = "/") => {
   try {
-    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 5000));
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("timed out")), 10_000));
     return "answered: " + await Promise.race([get(host, 8080, path), timeout]);
   } catch (e) { return "error: " + (e && e.name) + " " + (e && e.message); }
 };
