@@ -188,8 +188,8 @@ export class DnsServer {
     out[0] = ourId >> 8;
     out[1] = ourId & 0xff;
     // An upstream this node cannot send to (no route to it: a host whose only network is the
-    // swarm's) fails at once with SERVFAIL, rather than after the timeout, which outlasts the
-    // client's own (glibc's is 5 s) so that the client would see no answer at all.
+    // swarm's) fails at once with SERVFAIL, rather than after the timeout for each of the
+    // client's queries (A, AAAA, their retries), which made one failed lookup take many seconds.
     socket.send(out, upstream.port, upstream.host, (err: Error | null) => {
       if (err === null || this.#pending.get(ourId)?.timer !== timer) return;
       this.#pending.delete(ourId);

@@ -8,6 +8,14 @@ import { MeshMapFeed, sessionMeshSource } from "./feed.ts";
 import { stateMeshSource } from "./mesh.ts";
 import { EMPTY_MESH_MAP, type MeshMap } from "./mesh_map.ts";
 
+/** A published port: what makes a service (and its tasks) part of the mesh map. */
+const published = (port: number) => ({
+  endpoint: {
+    mode: "vip",
+    ports: [{ protocol: "tcp", targetPort: 80, publishedPort: port, publishMode: "ingress" }],
+  },
+});
+
 Deno.test("the feed sends the map when a session opens, then only when it changed", async () => {
   const f = new Folder();
   const listeners = new Set<() => void>();
@@ -36,8 +44,9 @@ Deno.test("the feed sends the map when a session opens, then only when it change
     const first = feed.full();
     assert.equal(first.t, "mesh");
     assert.deepEqual((first.map as MeshMap).nodes.map((n) => n.id), ["n1"]);
-    const v = apply(ev.serviceCreated("web"));
-    apply(ev.serviceCreated("api")); // both within one interval: one computation, one message
+    const v = apply(ev.serviceCreated("web", "web", 1, published(8080)));
+    apply(ev.serviceCreated("api", "api", 1, published(8081))); // one interval: one message
+    apply(ev.serviceCreated("batch")); // no port, no network: not in the map
     await new Promise((r) => setTimeout(r, 60));
     assert.deepEqual(sent.map((m) => m.services.map((s) => s.name)), [["web", "api"]]);
     apply(ev.taskCreated("t1", "web", v)); // a new task is nothing the mesh routes to yet
@@ -92,7 +101,7 @@ Deno.test("a manager's mesh source follows its state, telling once per burst of 
   const stop = source.subscribe(() => told++);
   f.ok(ev.clusterCreated(), ev.nodeRegistered("n1"));
   for (const l of listeners) l();
-  f.ok(ev.serviceCreated("web"));
+  f.ok(ev.serviceCreated("web", "web", 1, published(8080)));
   for (const l of listeners) l();
   await new Promise((r) => setTimeout(r, 60));
   assert.equal(told, 1);

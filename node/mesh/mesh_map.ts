@@ -238,6 +238,10 @@ export function meshMapFromState(state: ClusterState): MeshMap {
   const nodeReady = (id: string) => ready.has(id);
   for (const service of state.services.values()) {
     const ms = meshService(service);
+    // A service with no published port and no network is invisible to the mesh and the resolver:
+    // leaving it (and its tasks) out keeps the map, which every node is sent whole on each
+    // change, small when most services do not use the mesh.
+    if (ms.ports.length === 0 && ms.networks.length === 0) continue;
     services.push(ms);
     const serviceNetworks = ms.networks.map((n) => n.id);
     for (const task of state.tasksOf(service.id)) {
