@@ -18,7 +18,7 @@ import { RemoteSession, type RemoteSessionOptions } from "../actors/agent/remote
 import type { Logger } from "../actors/runtime.ts";
 import { nodeDescription } from "../tests/_harness/events.ts";
 import { createNodeCSR, createRootCA, issueNodeCertificate, newJoinToken } from "./ca.ts";
-import { Dispatcher } from "./dispatcher.ts";
+import { Dispatcher, type DispatcherOptions } from "./dispatcher.ts";
 import { type Joined, requestToJoin } from "./join.ts";
 
 /** Polls `fn` until it returns something truthy. */
@@ -65,7 +65,11 @@ export interface TestSwarm {
 }
 
 /** Starts a swarm whose manager runs no tasks itself (its node never becomes ready). */
-export async function testSwarm(heartbeatPeriod = 5_000): Promise<TestSwarm> {
+export async function testSwarm(
+  heartbeatPeriod = 5_000,
+  /** More options of the dispatcher (`taskLogs`, ...). */
+  dispatcherOptions: Partial<DispatcherOptions> = {},
+): Promise<TestSwarm> {
   const log = new MemoryLog();
   const logger = memoryLogger();
   const manager = new Manager({
@@ -96,7 +100,14 @@ export async function testSwarm(heartbeatPeriod = 5_000): Promise<TestSwarm> {
   });
   const credentials = { key: csr.keyPem, cert: cert.certPem };
   const make = (listenAddr: string) =>
-    new Dispatcher({ manager, nodeId: managerId, listenAddr, credentials, logger });
+    new Dispatcher({
+      manager,
+      nodeId: managerId,
+      listenAddr,
+      credentials,
+      logger,
+      ...dispatcherOptions,
+    });
   let dispatcher = make("127.0.0.1:0");
   const addr = await dispatcher.start();
   const swarm: TestSwarm = {

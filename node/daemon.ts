@@ -25,6 +25,7 @@ import type { RootCA } from "../events/schema.ts";
 import { issueWithSwarmCA, MANAGER_OU, signingCA, trustBundle } from "./ca.ts";
 import { RootRotation } from "./ca_rotation.ts";
 import { RemoteLeaderLink } from "./leader_link.ts";
+import { ManagerLogLink } from "./manager_logs.ts";
 import { RaftMembers } from "./raft_members.ts";
 import { type DataKeys, generateUnlockKey, initKeys, openKeys, readKeyFile } from "./keys.ts";
 import { lockedApi } from "./locked.ts";
@@ -264,6 +265,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   // The state verifies raft peers and finds the leader; it exists once the manager does.
   const ref: { manager?: Manager } = {};
   let link: RemoteLeaderLink | undefined;
+  /** Other managers, for the logs of tasks this manager cannot reach itself. */
+  let managerLogs: ManagerLogLink | undefined;
   let log: EventLog;
   // The manager's state, which the Raft driver snapshots and restores (actors/state_machine.ts).
   const fold = new ClusterStateMachine();
@@ -353,6 +356,13 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       credentials: () => credentials!,
       logger: options.logger,
     });
+    managerLogs = new ManagerLogLink({
+      nodeId,
+      state: () => ref.manager?.state,
+      leaderAddr: () => leaderClusterAddr(d, ref.manager?.state),
+      credentials: () => credentials!,
+      logger: options.logger,
+    });
   }
   // SwarmKit's pipeline order: orchestrator, allocator, scheduler; then the dispatcher (here,
   // this node's LocalSession and, with a cluster port, the Dispatcher).
@@ -388,6 +398,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // The log closes first: proposals still waiting for a commit (which may never come once
     // quorum is lost) fail at once, so nothing below waits on them.
     link?.close();
+    managerLogs?.close();
     const logClosed = log.close();
     await members?.stop();
     await rotation?.stop();
@@ -462,9 +473,17 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         `this data dir belongs to node ${nodeId}, which is not a member of swarm ${state.cluster?.id}`,
       );
     }
+    // What this manager reaches itself (its agent, the sessions it holds): all it serves to other
+    // managers, which must not pass their requests on again.
+    const ownLogs = {
+      nodeId,
+      agent: () => agent,
+      relay: () => dispatcher?.logs,
+      hasSession: (id: string) => dispatcher?.connectedNodes.includes(id) ?? false,
+    };
     handler = createApiHandler(manager, {
       nodeId,
-      taskLogs: taskLogSource({ nodeId, agent: () => agent, relay: () => dispatcher?.logs }),
+      taskLogs: taskLogSource({ ...ownLogs, managers: () => managerLogs }),
     });
     delegate = handler;
     server ??= Deno.serve({ hostname, port, onListen: () => {} }, (req) => delegate(req));
@@ -481,6 +500,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         advertiseAddr: clusterAddr,
         credentials,
         logger: options.logger,
+        taskLogs: taskLogSource(ownLogs),
         leading: d === undefined || d.isLeader,
         leaderAddr: d ? () => leaderClusterAddr(d, manager.state) : undefined,
         raft: d

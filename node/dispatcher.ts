@@ -30,6 +30,10 @@
  *   with `not_leader` naming the leader's address, and the agent goes there. Followers' own
  *   commands and proposals arrive as `forward` requests (`leader_link.ts`) from manager
  *   certificates; managers' own liveness comes from Raft, not from heartbeats.
+ * - **Logs of other managers**: a manager that cannot reach a task's node itself asks another
+ *   (`manager_logs.ts`) with `logs` requests on a manager-certificate connection; they are
+ *   served with `taskLogs` (this manager's own agent, or a session it holds) by a
+ *   {@linkcode LogStreamServer}, with the flow control of an agent's streams.
  * - **Manager joins**: the manager token registers a manager with a new Raft id; the new node then
  *   asks the leader (a `forward` `addMember`) to add it to the Raft group as a learner.
  *
@@ -68,6 +72,7 @@ import {
   FrameConnection,
   Hello,
   JoinRequest,
+  type LogsRequest,
   type ManagerMessage,
   PROTOCOL_VERSION,
   SessionMessage,
@@ -77,6 +82,9 @@ import {
   type WireTask,
 } from "./agent_protocol.ts";
 import { LogRelay } from "./log_relay.ts";
+import { LogStreamServer } from "./log_stream_server.ts";
+import type { TaskLogOptions, TaskLogSource } from "./task_logs.ts";
+import type { LogLine } from "../actors/agent/log_capture.ts";
 
 /** Options of a {@linkcode Dispatcher}. */
 export interface DispatcherOptions {
@@ -102,6 +110,11 @@ export interface DispatcherOptions {
   leaderAddr?: () => string | undefined;
   /** The Raft group, for manager joins and departures (absent: a single-manager log). */
   raft?: RaftMembership;
+  /**
+   * Reads tasks' output for other managers' `logs` requests: it must not pass a request on to
+   * a third manager (absent: such requests fail).
+   */
+  taskLogs?: TaskLogSource;
 }
 
 /** What the dispatcher may do to the Raft group (on the leader). */
@@ -148,6 +161,8 @@ class AgentConnection {
   sentSpecs = new Set<string>();
   sentSecrets = new Map<string, number>();
   sentConfigs = new Map<string, number>();
+  /** Log streams another manager asked for on this connection. */
+  readonly logStreams = new LogStreamServer();
 
   constructor(conn: FrameConnection, identity: NodeIdentity, addr: string) {
     this.conn = conn;
@@ -436,6 +451,49 @@ export class Dispatcher {
     }
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Log requests of other managers
+
+  #serveLogs(session: AgentConnection, message: PeerLogsMessage): void {
+    if (session.identity.role !== "manager") {
+      session.fail(
+        "certificate_refused",
+        `node ${session.nodeId} presented a worker certificate: only managers may ask a manager for tasks' logs`,
+      );
+      return;
+    }
+    if (!this.#manager.state.nodes.has(session.nodeId)) {
+      session.fail("node_removed", `node ${session.nodeId} is not a member of this swarm`);
+      return;
+    }
+    switch (message.t) {
+      case "logs-ack":
+        session.logStreams.ack(message.stream);
+        return;
+      case "logs-cancel":
+        session.logStreams.cancel(message.stream);
+        return;
+      case "logs": {
+        const source = this.#opts.taskLogs;
+        const self = this.#opts.nodeId;
+        const reader = source && ((taskId: string, options: TaskLogOptions) => {
+          const task = this.#manager.state.tasks.get(taskId);
+          if (task === undefined) {
+            return failing(`task ${taskId} is not known to manager ${self}`);
+          }
+          return source(task, options);
+        });
+        void session.logStreams.serve(
+          session.conn,
+          message,
+          reader,
+          `manager ${self} does not serve tasks' logs`,
+        );
+        return;
+      }
+    }
+  }
+
   /** The Raft group, for a manager acting on its own raft id only. */
   #raftFor(own: string | undefined, raftId: number, nodeId: string): RaftMembership {
     if (this.#opts.raft === undefined) {
@@ -588,6 +646,10 @@ export class Dispatcher {
       void this.#forward(session, message);
       return;
     }
+    if (!session.established && isLogsMessage(message)) {
+      this.#serveLogs(session, message);
+      return;
+    }
     session.chain = session.chain.then(() => this.#handle(session, message)).catch((err) => {
       if (err instanceof Refusal) {
         this.#logger?.warn(
@@ -604,6 +666,7 @@ export class Dispatcher {
   }
 
   #closed(session: AgentConnection, why: string): void {
+    session.logStreams.cancelAll();
     this.logs.sessionClosed(session.sessionId, why);
     if (this.#sessions.get(session.nodeId) === session) {
       this.#sessions.delete(session.nodeId);
@@ -1178,4 +1241,21 @@ function decodeBase64(data: string): Uint8Array {
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
+}
+
+type PeerLogsMessage =
+  | LogsRequest
+  | { t: "logs-ack"; stream: number }
+  | { t: "logs-cancel"; stream: number };
+
+/** A `logs`, `logs-ack` or `logs-cancel` frame of another manager, with a valid stream id. */
+function isLogsMessage(message: unknown): message is PeerLogsMessage {
+  const m = message as { t?: unknown; stream?: unknown } | null;
+  return (m?.t === "logs" || m?.t === "logs-ack" || m?.t === "logs-cancel") &&
+    Number.isSafeInteger(m.stream) && (m.stream as number) >= 0;
+}
+
+// deno-lint-ignore require-yield
+async function* failing(message: string): AsyncGenerator<LogLine> {
+  throw new Error(message);
 }

@@ -1,7 +1,9 @@
 /**
  * Where a task's output is read from, for `service logs`: the node that runs it. A task of the
  * manager's own node is read from its agent directly; a task of another node through that node's
- * agent session ({@linkcode LogRelay}).
+ * agent session ({@linkcode LogRelay}) when this manager holds it (it leads); otherwise through
+ * another manager ({@linkcode ManagerLogLink}): the one whose own agent runs the task, or the
+ * leader for a worker's task.
  *
  * An agent keeps a task's output while the task is on the node, running or ended (its executor
  * stays until the task leaves the node's assignments, history included); once the task is gone,
@@ -13,6 +15,7 @@ import type { Agent } from "../actors/agent/agent.ts";
 import type { LogLine, LogReadOptions } from "../actors/agent/log_capture.ts";
 import type { TaskRecord } from "../actors/state.ts";
 import { type LogRelay, NodeLogsUnavailable } from "./log_relay.ts";
+import type { ManagerLogLink } from "./manager_logs.ts";
 
 /** What to read of one task's output. */
 export interface TaskLogOptions {
@@ -47,6 +50,13 @@ export interface TaskLogSourceOptions {
   agent: () => Agent | undefined;
   /** The dispatcher's relay, when the manager has a cluster port. */
   relay: () => LogRelay | undefined;
+  /** Whether this manager holds an agent session of `nodeId` (its relay can reach it). */
+  hasSession?: (nodeId: string) => boolean;
+  /**
+   * Other managers, for tasks this manager cannot reach itself. Absent for requests that another
+   * manager sent: those are served here or fail, never passed on (no loops).
+   */
+  managers?: () => ManagerLogLink | undefined;
 }
 
 /** A {@linkcode TaskLogSource} for a manager: its own agent's tasks, and other nodes' by relay. */
@@ -56,8 +66,17 @@ export function taskLogSource(options: TaskLogSourceOptions): TaskLogSource {
       return agentTaskLogs(options.agent(), task.id, { tail, since, follow, signal });
     }
     const relay = options.relay();
-    if (relay === undefined || !task.nodeId) return unavailable(task);
-    return relay.read(task.nodeId, { taskId: task.id, tail, since, follow }, signal);
+    if (!task.nodeId) return unavailable(task);
+    const request = { taskId: task.id, tail, since, follow };
+    if (relay !== undefined && options.hasSession?.(task.nodeId)) {
+      return relay.read(task.nodeId, request, signal);
+    }
+    const managers = options.managers?.();
+    if (managers?.managerFor(task) !== undefined) {
+      return managers.read(task, { tail, since, follow, signal });
+    }
+    if (relay === undefined) return unavailable(task);
+    return relay.read(task.nodeId, request, signal);
   };
 }
 

@@ -17,7 +17,8 @@
  *   good: `onRefused` is called and nothing reconnects.
  * - **Logs**: the manager may ask for a task's output (`service logs`); once the worker has
  *   called `serveLogs`, the lines go back in `log` frames of at most `LOG_CHUNK_LINES`, sent as
- *   soon as the reader pauses, with no more than `LOG_WINDOW_CHUNKS` frames unacknowledged.
+ *   soon as the reader pauses, with no more than `LOG_WINDOW_CHUNKS` frames unacknowledged
+ *   (`node/log_stream_server.ts`, which managers use too).
  *
  * @module
  */
@@ -30,9 +31,6 @@ import {
   type AssignmentsMessage,
   FATAL_CODES,
   FrameConnection,
-  LOG_CHUNK_LINES,
-  LOG_WINDOW_CHUNKS,
-  type LogsRequest,
   MANAGER_SERVERNAME,
   type ManagerMessage,
   PROTOCOL_VERSION,
@@ -41,6 +39,7 @@ import {
   type TrustInfo,
   type WireTask,
 } from "../../node/agent_protocol.ts";
+import { LogStreamServer } from "../../node/log_stream_server.ts";
 import { mainAddress } from "./task_addressing.ts";
 
 /** TLS material of the node, PEM. */
@@ -105,16 +104,6 @@ interface Outgoing {
 /** Reads the output of a task of this node (see `node/task_logs.ts`). */
 export type TaskLogReader = (taskId: string, options: LogReadOptions) => AsyncIterable<LogLine>;
 
-interface LogStreamState {
-  readonly abort: AbortController;
-  /** Frames the agent may still send before an acknowledgement. */
-  credit: number;
-  wake: (() => void) | undefined;
-}
-
-/** How long a reader may pause before the lines gathered so far are sent, ms. */
-const LOG_FLUSH_MS = 20;
-
 interface Request {
   resolve: (reply: Extract<ManagerMessage, { t: "reply" }>) => void;
   reject: (err: Error) => void;
@@ -155,7 +144,7 @@ export class RemoteSession implements AgentSession {
   #lastError = "";
   #connectWaiters: PromiseWithResolvers<void>[] = [];
   #logReader: TaskLogReader | undefined;
-  #logStreams = new Map<number, LogStreamState>();
+  #logStreams = new LogStreamServer();
 
   /** A session; call `start()` to connect. */
   constructor(options: RemoteSessionOptions) {
@@ -254,7 +243,7 @@ export class RemoteSession implements AgentSession {
 
   /** Log streams being sent now (for tests and diagnostics). */
   get openLogStreams(): number {
-    return this.#logStreams.size;
+    return this.#logStreams.openStreams;
   }
 
   /** Asks the manager for a certificate for the key of `csrPem`; resolves with it (PEM). */
@@ -416,18 +405,18 @@ export class RemoteSession implements AgentSession {
         if (m.ca) this.#opts.onTrust?.(m.ca);
         return;
       case "logs":
-        void this.#streamLogs(conn, m);
+        void this.#logStreams.serve(
+          conn,
+          m,
+          this.#logReader,
+          "this node's agent is not running yet",
+        );
         return;
-      case "logs-ack": {
-        const stream = this.#logStreams.get(m.stream);
-        if (stream) {
-          stream.credit++;
-          stream.wake?.();
-        }
+      case "logs-ack":
+        this.#logStreams.ack(m.stream);
         return;
-      }
       case "logs-cancel":
-        this.#logStreams.get(m.stream)?.abort.abort();
+        this.#logStreams.cancel(m.stream);
         return;
       case "reply": {
         const i = this.#outbox.findIndex((o) => o.seq === m.seq);
@@ -510,78 +499,6 @@ export class RemoteSession implements AgentSession {
     }
   }
 
-  /** Sends the output the manager asked for, in frames, until it ends, fails or is cancelled. */
-  async #streamLogs(conn: FrameConnection, m: LogsRequest): Promise<void> {
-    const state: LogStreamState = {
-      abort: new AbortController(),
-      credit: LOG_WINDOW_CHUNKS,
-      wake: undefined,
-    };
-    const signal = state.abort.signal;
-    this.#logStreams.get(m.stream)?.abort.abort();
-    this.#logStreams.set(m.stream, state);
-    const onAbort = () => state.wake?.();
-    signal.addEventListener("abort", onAbort);
-    let batch: LogLine[] = [];
-    const flush = async (end: boolean, error?: string) => {
-      while (state.credit <= 0 && !signal.aborted && !conn.closed) {
-        await new Promise<void>((resolve) => state.wake = resolve);
-        state.wake = undefined;
-      }
-      if (signal.aborted || conn.closed) return;
-      state.credit--;
-      const lines = batch.map((l) => ({ time: l.time, stream: l.stream, text: l.text }));
-      batch = [];
-      conn.send({
-        t: "log",
-        stream: m.stream,
-        lines,
-        ...(end ? { end } : {}),
-        ...(error ? { error } : {}),
-      });
-    };
-    let iterator: AsyncIterator<LogLine> | undefined;
-    try {
-      const reader = this.#logReader;
-      if (reader === undefined) throw new Error("this node's agent is not running yet");
-      if (typeof m.taskId !== "string" || m.taskId === "") throw new Error("no task named");
-      iterator = reader(m.taskId, {
-        tail: typeof m.tail === "number" ? m.tail : undefined,
-        since: typeof m.since === "number" ? m.since : undefined,
-        follow: m.follow === true,
-        signal,
-      })[Symbol.asyncIterator]();
-      let next = iterator.next();
-      const paused = Symbol("paused");
-      while (!signal.aborted) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const result = batch.length === 0 ? await next : await Promise.race([
-          next,
-          new Promise<typeof paused>((resolve) =>
-            timer = setTimeout(() => resolve(paused), LOG_FLUSH_MS)
-          ),
-        ]);
-        clearTimeout(timer);
-        if (result === paused) {
-          await flush(false);
-          continue;
-        }
-        if (result.done) break;
-        batch.push(result.value);
-        next = iterator.next();
-        if (batch.length >= LOG_CHUNK_LINES) await flush(false);
-      }
-      await flush(true);
-    } catch (err) {
-      await flush(true, (err as Error).message || String(err));
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      state.abort.abort();
-      if (this.#logStreams.get(m.stream) === state) this.#logStreams.delete(m.stream);
-      void iterator?.return?.(undefined)?.catch(() => {});
-    }
-  }
-
   #sendReport(item: Outgoing): void {
     this.#conn?.send({
       t: "report",
@@ -629,8 +546,7 @@ export class RemoteSession implements AgentSession {
     for (const r of this.#requests.values()) {
       r.reject(new Error(`the connection to the manager was lost: ${why}`));
     }
-    for (const stream of this.#logStreams.values()) stream.abort.abort();
-    this.#logStreams.clear();
+    this.#logStreams.cancelAll();
     this.#requests.clear();
     if (this.#closed) return;
     if (wasConnected) this.#opts.logger?.warn(`agent: session lost: ${why}`);
