@@ -111,12 +111,19 @@ export class ApiClient {
     return `${this.base}${path}${qs ? `?${qs}` : ""}`;
   }
 
-  async #fetch(method: string, path: string, query?: Query, body?: unknown): Promise<Response> {
+  async #fetch(
+    method: string,
+    path: string,
+    query?: Query,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     const url = this.#url(path, query);
     let res: Response;
     try {
       res = await fetch(url, {
         client: this.#http,
+        signal,
         method,
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -166,30 +173,7 @@ export class ApiClient {
    * reads the body. `signal` aborts the request.
    */
   async open(path: string, query: Query, signal?: AbortSignal): Promise<Response> {
-    let res: Response;
-    try {
-      res = await fetch(this.#url(path, query), { signal, client: this.#http });
-    } catch (err) {
-      throw new CliError(
-        `Cannot connect to the Shoal manager at ${this.base}. Is the manager running?\n(${
-          (err as Error).message
-        })`,
-      );
-    }
-    if (!res.ok) {
-      const text = await res.text();
-      let message = text.trim() || `${res.status} ${res.statusText}`;
-      let code = "";
-      try {
-        const parsed = JSON.parse(text);
-        if (typeof parsed?.message === "string") message = parsed.message;
-        if (typeof parsed?.code === "string") code = parsed.code;
-      } catch {
-        // Not JSON: keep the text.
-      }
-      throw new DaemonError(res.status, code, message);
-    }
-    return res;
+    return await this.#fetch("GET", path, query, undefined, signal);
   }
 
   /** DELETEs. */
