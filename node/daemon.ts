@@ -32,7 +32,7 @@ import { lockedApi } from "./locked.ts";
 import { type Mesh, type MeshOptions, startMesh, stateMeshSource } from "./mesh/mod.ts";
 import { forceNewCluster } from "./force_new_cluster.ts";
 import { newId } from "../events/ids.ts";
-import { Manager } from "../actors/manager.ts";
+import { LeaderUnavailableError, Manager } from "../actors/manager.ts";
 import type { Logger } from "../actors/runtime.ts";
 import { createApiHandler } from "../web/api.ts";
 import { orchestrator } from "../actors/projections/orchestrator/decide.ts";
@@ -795,6 +795,16 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
             force,
             manager.state,
             () => recordDown("node left the swarm", "the manager left the swarm"),
+            // The group refused to let it go: it is still a running manager, and ready.
+            async () => {
+              recorded = false;
+              await manager.propose([{
+                type: "NodeStatusChanged",
+                v: 1,
+                data: { id: nodeId, status: { state: "ready", message: "", addr: statusAddr } },
+                meta: { by, reason: "leaving the swarm failed: the manager carries on" },
+              }], by).catch(() => {});
+            },
           );
           // Out of the group, this node applies nothing more: nothing may wait on it.
           link!.close();
@@ -822,6 +832,7 @@ async function leaveRaft(
   force: boolean,
   state: ClusterState,
   recordDown: () => Promise<void>,
+  undoDown: () => Promise<void>,
 ): Promise<void> {
   const status = driver.status();
   const voters = status.members.filter((m) => m.voter);
@@ -848,10 +859,21 @@ async function leaveRaft(
   }
   // Recorded while this manager still follows the log (afterwards it would not see it applied).
   await recordDown();
-  try {
-    await link.removeMember(raftId);
-  } catch (err) {
-    if (!force) throw err;
+  // The leader takes one membership change at a time (a promotion may be under way): retry a while.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await link.removeMember(raftId);
+      return;
+    } catch (err) {
+      if (Date.now() < deadline && !(err instanceof LeaderUnavailableError)) {
+        await new Promise((r) => setTimeout(r, 300));
+        continue;
+      }
+      if (force) return;
+      await undoDown();
+      throw err;
+    }
   }
 }
 
