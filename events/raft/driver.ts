@@ -34,8 +34,10 @@
  * closes its sockets at once), a follower does not wait out its whole election timeout. It
  * expires its leader lease (ticking the core `electionTick - 1` times; the next real tick does
  * the rest) and, one and a half ticks later, the surviving voter with the lowest id campaigns;
- * the next one 1.5 ticks after that, if still needed, and so on (three rounds at most).
- * Campaigning early is always safe in Raft; pre-vote and check-quorum keep it from disrupting
+ * the next one 1.5 ticks after that, if still needed, and so on (three rounds at most). A
+ * voter still a candidate at its next turn lost its election (two voters whose timers fired
+ * together split the vote) and campaigns again at a higher term, rather than waiting out its
+ * randomised timeout. Campaigning early is always safe in Raft; pre-vote and check-quorum keep it from disrupting
  * a leader that is in fact alive (a voter that still hears from the leader ignores the
  * pre-vote). Without this, failover takes the randomised 1-2 s election timeout; a network
  * partition (no connection closes) still does.
@@ -1255,12 +1257,13 @@ export class RaftDriver {
         const { role, lead } = this.#soft;
         if (lead !== None && lead !== lost) return; // someone else leads now
         if (role === "leader" || this.#transport.isConnected(lost)) return;
-        if (role !== "candidate") {
-          // A follower, or a pre-candidate whose pre-vote went unanswered: (re)start.
-          this.#logger.info(`raft ${this.id}: campaigning: leader ${lost} is gone`);
-          this.#node.campaign();
-          this.#run();
-        }
+        // A follower; a pre-candidate whose pre-vote went unanswered; or a candidate that lost
+        // (answers take milliseconds, turns are 1.5 ticks apart), typically a split vote with
+        // a voter whose own timer fired at the same moment: (re)start at a higher term. Turns
+        // are staggered by rank, so the retries no longer collide.
+        this.#logger.info(`raft ${this.id}: campaigning (${role}): leader ${lost} is gone`);
+        this.#node.campaign();
+        this.#run();
         if (n < 3) attempt(n + 1);
       }, Math.round(n === 0 ? turn * (rank + 1) : turn * voters.length));
     };

@@ -79,7 +79,9 @@ async function main(): Promise<void> {
     confState: { voters, learners: [] },
   });
   const log = (level: string) => (m: string) => {
-    if (args.verbose || level !== "debug") console.error(`[raft ${args.id}] ${level} ${m}`);
+    if (args.verbose || level !== "debug") {
+      console.error(`${new Date().toISOString()} [raft ${args.id}] ${level} ${m}`);
+    }
   };
   const driver = await RaftDriver.start({
     id: args.id,
