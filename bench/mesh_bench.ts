@@ -66,7 +66,16 @@ async function child(config: ChildConfig): Promise<void> {
 
 async function spawnChild(config: ChildConfig): Promise<Deno.ChildProcess> {
   const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--child"],
+    // SHOAL_BENCH_V8_FLAGS: V8 flags for the children, to profile them (`--perf-basic-prof`).
+    args: [
+      "run",
+      "-A",
+      ...(Deno.env.get("SHOAL_BENCH_V8_FLAGS")
+        ? [`--v8-flags=${Deno.env.get("SHOAL_BENCH_V8_FLAGS")}`]
+        : []),
+      new URL(import.meta.url).pathname,
+      "--child",
+    ],
     env: { SHOAL_MESH_BENCH: JSON.stringify(config) },
     stdout: "piped",
     stderr: "inherit",
@@ -110,6 +119,18 @@ async function load(conns: Deno.TcpConn[], ms: number, latencies: number[]): Pro
     }
   }));
   return count;
+}
+
+/** CPU time (user + system) a process has used so far, ms, from /proc (Linux; else 0). */
+function cpuMs(pid: number | "self"): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime (fields 14 and 15 of the line), in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -191,7 +212,16 @@ export async function runMeshBench(options: { json: boolean }): Promise<unknown>
   const children: Deno.ChildProcess[] = [];
   try {
     children.push(await spawnChild({ role: "backends" }));
-    children.push(await spawnChild({ role: "mesh", nodeId: "b", creds: creds.b, map, meshPort }));
+    // Both nodes share this machine's loopback, and whichever mesh binds the VIP first serves
+    // it: node B's map leaves the VIP out, so that the VIP is node A's and every request takes
+    // the TLS hop to B (were it B's, B would forward to its own tasks in plain TCP).
+    const mapB: MeshMap = {
+      ...map,
+      services: map.services.map((s) => ({ ...s, vips: [] })),
+    };
+    children.push(
+      await spawnChild({ role: "mesh", nodeId: "b", creds: creds.b, map: mapB, meshPort }),
+    );
     children.push(await spawnChild({ role: "mesh", nodeId: "a", creds: creds.a, map, meshPort }));
     // Direct and VIP in alternating rounds, so that load from elsewhere on the machine falls
     // on both alike; throughput is the median round, latency quantiles over every request.
@@ -199,10 +229,24 @@ export async function runMeshBench(options: { json: boolean }): Promise<unknown>
     const vipConns = await openConns(VIP, PORT);
     const lat = { direct: [] as number[], vip: [] as number[] };
     const rps = { direct: [] as number[], vip: [] as number[] };
+    // CPU used per request by each process on each path (µs): what the mesh costs, whatever
+    // else the machine runs at the time. Processes: client, backends, mesh B, mesh A.
+    const pids: (number | "self")[] = ["self", ...children.map((c) => c.pid)];
+    const cpu = { direct: pids.map(() => 0), vip: pids.map(() => 0) };
+    const timed = async (path: "direct" | "vip", conns: Deno.TcpConn[]) => {
+      const before = pids.map(cpuMs);
+      const n = await load(conns, ROUND_MS, lat[path]);
+      pids.forEach((pid, i) => (cpu[path][i] += cpuMs(pid) - before[i]));
+      rps[path].push(n * 1000 / ROUND_MS);
+      return n;
+    };
+    const count = { direct: 0, vip: 0 };
     for (let round = 0; round < ROUNDS; round++) {
-      rps.direct.push((await load(directConns, ROUND_MS, lat.direct)) * 1000 / ROUND_MS);
-      rps.vip.push((await load(vipConns, ROUND_MS, lat.vip)) * 1000 / ROUND_MS);
+      count.direct += await timed("direct", directConns);
+      count.vip += await timed("vip", vipConns);
     }
+    const perRequest = (path: "direct" | "vip", i: number) =>
+      Math.round(cpu[path][i] * 1000 / count[path]);
     // Latency with one request in flight at a time (no queueing in the client): what one hop
     // through the mesh adds.
     const single = { direct: [] as number[], vip: [] as number[] };
@@ -249,6 +293,12 @@ export async function runMeshBench(options: { json: boolean }): Promise<unknown>
         ok: singleAdded <= 1,
       },
       { metric: "new connections via VIP", value: connRate, unit: "conn/s" },
+      { metric: "CPU/request direct: client", value: perRequest("direct", 0), unit: "µs" },
+      { metric: "CPU/request direct: task", value: perRequest("direct", 1), unit: "µs" },
+      { metric: "CPU/request VIP: client", value: perRequest("vip", 0), unit: "µs" },
+      { metric: "CPU/request VIP: mesh A", value: perRequest("vip", 3), unit: "µs" },
+      { metric: "CPU/request VIP: mesh B", value: perRequest("vip", 2), unit: "µs" },
+      { metric: "CPU/request VIP: task", value: perRequest("vip", 1), unit: "µs" },
     ];
     return report("mesh: VIP to 3 tasks on another node (mTLS) vs one task directly", rows, {
       json: options.json,

@@ -6,6 +6,10 @@
  *   (on its publish addresses, see below) and forwards each TCP connection to a serving task of
  *   the service, on this node or another, in turn (round robin); a task that does not accept
  *   the connection is skipped for the next (at most three tries).
+ * - **UDP**: published UDP ports (ingress and host mode) and a VIP's UDP ports (those of the
+ *   service's port specs) forward datagrams likewise, one flow per client address and port tied
+ *   to one task, with the task's answers sent back to the client, forgotten after 30 s idle
+ *   (`udp.ts`).
  * - **Host-mode ports** are published only on the node of the task, forwarding to that task.
  * - **Virtual IPs**: every node listens on each service VIP (127.x addresses from the
  *   allocator's IPAM: Linux routes all of 127.0.0.0/8 to loopback, so binding them needs no root
@@ -19,8 +23,9 @@
  *   asker is its source address when it bound its own address, else the task whose process
  *   holds the socket (`proc_net.ts`). Connections from the host itself (not a task) are let
  *   through, as the host can reach every published port anyway.
- * - **Between nodes** every connection goes through the other node's mesh endpoint over mutual
- *   TLS with the node certificates (`peer.ts`): encrypted, always.
+ * - **Between nodes** every connection and UDP flow goes through the other node's mesh endpoint
+ *   over mutual TLS with the node certificates (`peer.ts`): encrypted, always. One connection to
+ *   each peer, its trunk, carries them all (`trunk.ts`).
  * - **Publish addresses**: by default this node's address and 127.0.0.1, not 0.0.0.0: on Linux a
  *   socket listening on every address conflicts with a task listening on its own 127.x address
  *   at the same port, which the mesh must never cause. Give `publishAddrs: ["0.0.0.0"]` to take
@@ -43,13 +48,14 @@ import {
 } from "./mesh_map.ts";
 import {
   DEFAULT_MESH_PORT,
-  dialPeer,
   discoverPeer,
-  HeldSocket,
   type MeshCredentials,
+  openTrunk,
   PeerEndpoint,
 } from "./peer.ts";
-import { spliceConns, spliceSocketConn } from "./splice.ts";
+import { spliceConns } from "./splice.ts";
+import type { Trunk, TrunkStream } from "./trunk.ts";
+import { localUdpTarget, type UdpClient, UdpRelay, type UdpTarget } from "./udp.ts";
 import {
   isWildcard,
   listeningPortsByTask,
@@ -157,8 +163,11 @@ type Route =
   }
   | { readonly kind: "task"; readonly taskId: string; readonly targetPort: number };
 
-interface Listener {
-  readonly listener: Deno.TcpListener;
+type Listener = { readonly listener: Deno.TcpListener } | { readonly relay: UdpRelay };
+
+/** A listener's key: `host:port` for TCP, `host:port/udp` for UDP. */
+function listenerKey(host: string, port: number, protocol: "tcp" | "udp"): string {
+  return protocol === "udp" ? `${host}:${port}/udp` : `${host}:${port}`;
 }
 
 const LOOPBACK = "127.0.0.1";
@@ -178,6 +187,8 @@ export class Mesh {
   #endpointError = "";
   #dns: DnsServer | undefined;
   #sessions = new Map<string, Buffer>();
+  /** The trunk to each peer (by node id and endpoint), once asked for. */
+  #trunks = new Map<string, Promise<Trunk>>();
   #procs = new TaskProcesses();
   /** Ports found listening, by task id (this node's tasks and those peers told). */
   #localPorts = new Map<string, number[]>();
@@ -221,7 +232,7 @@ export class Mesh {
     return addr.endsWith(":53") ? [addr.slice(0, -3)] : [];
   }
 
-  /** The `host:port`s published ports and VIPs are listened on now. */
+  /** Where published ports and VIPs are listened on now: `host:port`, `host:port/udp`. */
   get listening(): string[] {
     return [...this.#listeners.keys()];
   }
@@ -269,6 +280,9 @@ export class Mesh {
   setCredentials(credentials: MeshCredentials): void {
     this.#credentials = credentials;
     this.#sessions.clear();
+    // Streams open on the trunks keep them until they end; new ones take new trunks.
+    for (const t of this.#trunks.values()) t.then((trunk) => trunk.retire(), () => {});
+    this.#trunks.clear();
     if (this.#endpoint) this.#endpoint.setCredentials(credentials);
     else void this.refresh(); // the endpoint may wait for its first certificate
   }
@@ -284,6 +298,8 @@ export class Mesh {
     for (const key of [...this.#listeners.keys()]) this.#closeListener(key);
     for (const cut of this.#active) cut();
     this.#active.clear();
+    for (const t of this.#trunks.values()) t.then((trunk) => trunk.close(), () => {});
+    this.#trunks.clear();
     await this.#endpoint?.close();
   }
 
@@ -325,17 +341,17 @@ export class Mesh {
     this.#index = new MeshIndex(this.#opts.source.current());
     await this.#ensureEndpoint();
     const routes = new Map<string, Route>();
-    const add = (host: string, port: number, route: Route) => {
-      const key = `${host}:${port}`;
+    const add = (host: string, port: number, protocol: "tcp" | "udp", route: Route) => {
+      const key = listenerKey(host, port, protocol);
       if (!routes.has(key)) routes.set(key, route);
     };
     const publish = this.#publishAddrs();
     for (const service of this.#index.map.services) {
       for (const p of service.ports) {
-        if (p.protocol !== "tcp" || p.publishedPort === 0) continue;
+        if (p.protocol === "sctp" || p.publishedPort === 0) continue;
         if (p.publishMode === "ingress") {
           for (const host of publish) {
-            add(host, p.publishedPort, {
+            add(host, p.publishedPort, p.protocol, {
               kind: "service",
               serviceId: service.id,
               targetPort: p.targetPort,
@@ -344,13 +360,16 @@ export class Mesh {
         }
       }
       for (const vip of service.vips) {
-        for (const port of this.#servicePorts(service.id)) {
-          add(vip.addr, port, {
-            kind: "service",
-            serviceId: service.id,
-            targetPort: port,
-            networkId: vip.networkId,
-          });
+        const route = (port: number): Route => ({
+          kind: "service",
+          serviceId: service.id,
+          targetPort: port,
+          networkId: vip.networkId,
+        });
+        for (const port of this.#servicePorts(service.id)) add(vip.addr, port, "tcp", route(port));
+        // UDP ports by VIP: those of the spec (listening UDP sockets are not discovered).
+        for (const p of service.ports) {
+          if (p.protocol === "udp") add(vip.addr, p.targetPort, "udp", route(p.targetPort));
         }
       }
     }
@@ -361,10 +380,14 @@ export class Mesh {
       if (task.nodeId !== this.#opts.nodeId) continue;
       const service = this.#index.servicesById.get(task.serviceId);
       for (const p of service?.ports ?? []) {
-        if (p.protocol !== "tcp" || p.publishMode !== "host" || p.publishedPort === 0) continue;
+        if (p.protocol === "sctp" || p.publishMode !== "host" || p.publishedPort === 0) continue;
         if (task.addresses.length === 0 && p.publishedPort === p.targetPort) continue;
         for (const host of publish) {
-          add(host, p.publishedPort, { kind: "task", taskId: task.id, targetPort: p.targetPort });
+          add(host, p.publishedPort, p.protocol, {
+            kind: "task",
+            taskId: task.id,
+            targetPort: p.targetPort,
+          });
         }
       }
     }
@@ -433,9 +456,15 @@ export class Mesh {
   }
 
   #openListener(key: string): void {
-    const i = key.lastIndexOf(":");
-    const hostname = key.slice(0, i);
-    const port = Number(key.slice(i + 1));
+    const udp = key.endsWith("/udp");
+    const hostPort = udp ? key.slice(0, -4) : key;
+    const i = hostPort.lastIndexOf(":");
+    const hostname = hostPort.slice(0, i);
+    const port = Number(hostPort.slice(i + 1));
+    if (udp) {
+      this.#openRelay(key, hostname, port);
+      return;
+    }
     let listener: Deno.TcpListener;
     try {
       listener = Deno.listen({ hostname, port });
@@ -461,14 +490,99 @@ export class Mesh {
     })().catch(() => {/* the listener was closed */});
   }
 
+  #openRelay(key: string, host: string, port: number): void {
+    const relay = new UdpRelay({
+      host,
+      port,
+      open: (client, reply, onEnd) => this.#openFlow(key, client, reply, onEnd),
+      logger: this.#opts.logger,
+    });
+    const entry = { relay };
+    this.#listeners.set(key, entry);
+    relay.start().then(() => {
+      if (this.#bindErrors.delete(key)) this.#opts.logger?.info(`mesh: now listening on ${key}`);
+    }, (err) => {
+      if (this.#listeners.get(key) !== entry) return; // closed meanwhile
+      this.#listeners.delete(key);
+      relay.close();
+      const message = (err as Error).message;
+      if (this.#bindErrors.get(key) !== message) {
+        this.#opts.logger?.warn(`mesh: cannot listen on ${key}: ${message}`);
+      }
+      this.#bindErrors.set(key, message);
+    });
+  }
+
   #closeListener(key: string): void {
     const l = this.#listeners.get(key);
     if (l === undefined) return;
     this.#listeners.delete(key);
+    if ("relay" in l) {
+      l.relay.close();
+      return;
+    }
     // Connections already forwarded stay up, as Docker's: only new ones are refused.
     try {
       l.listener.close();
     } catch { /* closed */ }
+  }
+
+  /** A new UDP flow to a relay's route: a task chosen in turn, reached here or by trunk. */
+  async #openFlow(
+    key: string,
+    client: UdpClient,
+    reply: (datagram: Uint8Array) => void,
+    onEnd: () => void,
+  ): Promise<UdpTarget | undefined> {
+    const route = this.#routes.get(key);
+    if (route === undefined || this.#closed) return undefined;
+    const candidates = await this.#candidates(route, "udp", client.address, client.port);
+    const n = candidates.length;
+    if (n === 0) return undefined;
+    const start = this.#rr.get(key) ?? 0;
+    this.#rr.set(key, (start + 1) % 1_000_000_007);
+    for (let i = 0; i < Math.min(n, MAX_TRIES); i++) {
+      const task = candidates[(start + i) % n];
+      const addr = task.addresses[0]?.addr ?? LOOPBACK;
+      if (task.nodeId === this.#opts.nodeId) return localUdpTarget(addr, route.targetPort, reply);
+      try {
+        const trunk = await this.#trunk(task.nodeId);
+        return trunk.openFlow(addr, route.targetPort, reply, onEnd);
+      } catch (err) {
+        this.#opts.logger?.warn(`mesh: ${key} → task ${task.id}: ${(err as Error).message}`);
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The tasks a client of a route may reach: the task of a host-mode port, or the service's
+   * serving tasks, none when isolation refuses the client.
+   */
+  async #candidates(
+    route: Route,
+    proto: "tcp" | "udp",
+    remoteAddr: string,
+    remotePort: number,
+    localAddr?: string,
+    localPort?: number,
+  ): Promise<readonly MeshTask[]> {
+    const index = this.#index;
+    if (route.kind === "task") {
+      const task = index.tasksById.get(route.taskId);
+      return task?.serving ? [task] : [];
+    }
+    const candidates = index.tasksOf(route.serviceId);
+    if (route.networkId !== undefined && (this.#opts.isolate ?? true)) {
+      const asker = await this.#identify(proto, remoteAddr, remotePort, localAddr, localPort);
+      const service = index.servicesById.get(route.serviceId);
+      if (
+        asker === null || (asker && service && !index.mayReach(asker, service, route.networkId))
+      ) {
+        return [];
+      }
+    }
+    return candidates;
   }
 
   async #onConnection(key: string, conn: Deno.TcpConn): Promise<void> {
@@ -478,32 +592,16 @@ export class Mesh {
       conn.close();
       return;
     }
-    const index = this.#index;
-    let candidates: readonly MeshTask[];
-    if (route.kind === "task") {
-      const task = index.tasksById.get(route.taskId);
-      candidates = task?.serving ? [task] : [];
-    } else {
-      candidates = index.tasksOf(route.serviceId);
-      if (route.networkId !== undefined && (this.#opts.isolate ?? true)) {
-        const remote = conn.remoteAddr as Deno.NetAddr;
-        const local = conn.localAddr as Deno.NetAddr;
-        const asker = await this.#identify(
-          "tcp",
-          remote.hostname,
-          remote.port,
-          local.hostname,
-          local.port,
-        );
-        const service = index.servicesById.get(route.serviceId);
-        if (
-          asker === null || (asker && service && !index.mayReach(asker, service, route.networkId))
-        ) {
-          conn.close();
-          return;
-        }
-      }
-    }
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const local = conn.localAddr as Deno.NetAddr;
+    const candidates = await this.#candidates(
+      route,
+      "tcp",
+      remote.hostname,
+      remote.port,
+      local.hostname,
+      local.port,
+    );
     const n = candidates.length;
     if (n === 0) {
       conn.close();
@@ -517,7 +615,7 @@ export class Mesh {
         const upstream = await this.#dial(task, route.targetPort);
         const cut = () => {
           closeQuietly(conn);
-          if (upstream instanceof HeldSocket) upstream.socket.destroy();
+          if ("splice" in upstream) upstream.reset();
           else closeQuietly(upstream);
         };
         if (this.#closed) {
@@ -525,9 +623,7 @@ export class Mesh {
           return;
         }
         this.#active.add(cut);
-        const joined = upstream instanceof HeldSocket
-          ? spliceSocketConn(upstream, conn)
-          : spliceConns(conn, upstream);
+        const joined = "splice" in upstream ? upstream.splice(conn) : spliceConns(conn, upstream);
         void joined.finally(() => this.#active.delete(cut));
         return;
       } catch (err) {
@@ -537,8 +633,8 @@ export class Mesh {
     conn.close();
   }
 
-  /** Opens a connection to a task's port, directly or through its node's endpoint. */
-  async #dial(task: MeshTask, port: number): Promise<Deno.TcpConn | HeldSocket> {
+  /** Opens a connection to a task's port, directly or through the trunk to its node. */
+  async #dial(task: MeshTask, port: number): Promise<Deno.TcpConn | TrunkStream> {
     // The task's main address, which it is told to bind (`SHOAL_TASK_ADDR`), whatever network
     // the VIP is on: networks scope who may connect (checked at the VIP), not where tasks listen.
     const addr = task.addresses[0]?.addr ?? LOOPBACK;
@@ -547,22 +643,57 @@ export class Mesh {
       conn.setNoDelay(true);
       return conn;
     }
-    const node = this.#index.nodesById.get(task.nodeId);
+    const trunk = await this.#trunk(task.nodeId);
+    try {
+      return await trunk.openStream(addr, port);
+    } catch (err) {
+      throw new Error(
+        `node ${task.nodeId} could not reach ${addr}:${port}: ${
+          (err as { status?: number }).status === 1
+            ? "refused (not a task of that node)"
+            : (err as Error).message
+        }`,
+      );
+    }
+  }
+
+  /** The trunk to a node's endpoint: the open one, or a new one. */
+  #trunk(nodeId: string): Promise<Trunk> {
+    const node = this.#index.nodesById.get(nodeId);
     if (node === undefined || node.addr === "") {
-      throw new Error(`node ${task.nodeId} has no known address`);
+      return Promise.reject(new Error(`node ${nodeId} has no known address`));
     }
     const credentials = this.#credentials;
-    if (credentials === undefined) throw new Error("this node has no certificate for the mesh");
+    if (credentials === undefined) {
+      return Promise.reject(new Error("this node has no certificate for the mesh"));
+    }
     const ep = this.#peerEndpoint(node);
-    return await dialPeer({
+    const key = `${nodeId}@${ep.host}:${ep.port}`;
+    const open = this.#trunks.get(key);
+    if (open) {
+      return open.then((trunk) => {
+        if (trunk.usable) return trunk;
+        if (this.#trunks.get(key) === open) this.#trunks.delete(key);
+        return this.#trunk(nodeId);
+      });
+    }
+    const opening = openTrunk({
       host: ep.host,
       port: ep.port,
-      nodeId: node.id,
-      addr,
-      targetPort: port,
+      nodeId,
       credentials,
       sessions: this.#sessions,
     });
+    this.#trunks.set(key, opening);
+    opening.then((trunk) => {
+      if (this.#closed) trunk.close();
+      trunk.onClose(() => {
+        if (this.#trunks.get(key) === opening) this.#trunks.delete(key);
+      });
+    }, () => {
+      if (this.#trunks.get(key) === opening) this.#trunks.delete(key);
+    });
+    return opening;
   }
 
   /**

@@ -12,10 +12,15 @@
  * ```
  * → "SM" 1 kind len:u16 JSON      kind 1 (connect): {"addr": "127.1.0.5", "port": 80}
  *                                 kind 2 (discover): {}
+ *                                 kind 3 (trunk): {}
  * ← status:u8                     connect: 0 connected, 1 refused, 2 the task did not answer;
  *                                 then the task's bytes
  * ← len:u32 JSON                  discover: {"ports": {"<task id>": [80, 8080]}}
+ * ← status:u8                     trunk: 0; then frames both ways (trunk.ts)
  * ```
+ * The mesh forwards through trunks: one connection to each peer carries every forwarded TCP
+ * connection and UDP flow to it (trunk.ts). `connect` is the one-connection-per-stream form,
+ * still answered.
  * The endpoint only connects to addresses and ports of tasks on its own node
  * (`authorize`), so it is no open proxy even to the swarm's own nodes.
  *
@@ -26,6 +31,7 @@ import * as tls from "node:tls";
 import type { Buffer } from "node:buffer";
 import type { Logger } from "../../actors/runtime.ts";
 import { spliceSocketConn } from "./splice.ts";
+import { socketTransport, Trunk } from "./trunk.ts";
 
 /** Shoal's default mesh port: after the cluster port (4377) and the Raft port (4378). */
 export const DEFAULT_MESH_PORT = 4379;
@@ -43,6 +49,7 @@ const MAGIC1 = 0x4d; // "M"
 const VERSION = 1;
 const KIND_CONNECT = 1;
 const KIND_DISCOVER = 2;
+const KIND_TRUNK = 3;
 const MAX_HEADER = 4096;
 
 /** Status byte: connected. */
@@ -234,6 +241,35 @@ export async function dialPeer(opts: DialPeerOptions): Promise<HeldSocket> {
   return status.held;
 }
 
+/**
+ * Opens a trunk to a peer's endpoint (see trunk.ts): mutual TLS as {@linkcode dialPeer}, then
+ * one connection for every stream to that peer. Rejects with a {@linkcode PeerDialError}.
+ */
+export async function openTrunk(
+  opts: Pick<
+    DialPeerOptions,
+    "host" | "port" | "nodeId" | "credentials" | "sessions" | "timeoutMs"
+  >,
+): Promise<Trunk> {
+  const socket = tlsConnect(opts);
+  socket.write(encodePeerHeader(KIND_TRUNK, {}));
+  let status: { prefix: Uint8Array; held: HeldSocket };
+  try {
+    status = await readPrefix(socket, () => 1, opts.timeoutMs ?? 5_000);
+  } catch (err) {
+    socket.destroy();
+    throw new PeerDialError(
+      `mesh endpoint of node ${opts.nodeId} (${opts.host}:${opts.port}): ${(err as Error).message}`,
+      -1,
+    );
+  }
+  if (status.prefix[0] !== STATUS_OK) {
+    socket.destroy();
+    throw new PeerDialError(`node ${opts.nodeId} refused a trunk`, status.prefix[0]);
+  }
+  return new Trunk(socketTransport(status.held));
+}
+
 /** Asks a peer which ports its tasks listen on (task id → ports). */
 export async function discoverPeer(
   opts: Pick<DialPeerOptions, "host" | "port" | "nodeId" | "credentials" | "timeoutMs">,
@@ -369,6 +405,13 @@ export class PeerEndpoint {
       new DataView(out.buffer).setUint32(0, json.length);
       out.set(json, 4);
       socket.end(out);
+      return;
+    }
+    if (header[3] === KIND_TRUNK) {
+      socket.write(new Uint8Array([STATUS_OK]));
+      new Trunk(socketTransport(held), {
+        authorize: (addr, port) => this.#opts.authorize(addr, port),
+      });
       return;
     }
     const addr = String(body.addr ?? "");

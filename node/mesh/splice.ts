@@ -1,9 +1,10 @@
 /**
  * Copying bytes both ways between two connections, as the mesh forwards them. Plain TCP uses
  * Deno's own sockets with a read/write loop (measured about twice as fast as either runtime's
- * stream piping, see bench/RESULTS.md); the mutual-TLS hop between nodes is `node:tls` (Deno's
- * own TLS cannot ask clients for certificates), joined to a Deno socket by
- * {@linkcode spliceSocketConn}.
+ * stream piping, see bench/RESULTS.md). The mesh crosses between nodes through trunks
+ * (trunk.ts); {@linkcode spliceSocketConn} joins a `node:tls` socket (Deno's own TLS cannot ask
+ * clients for certificates) to a Deno socket for the endpoint's one-connection-per-stream
+ * `connect` requests (peer.ts).
  *
  * Half-closes are passed on (a client that shuts its writing side still gets its answer); the
  * pair is closed once both directions ended, or at once when either fails.

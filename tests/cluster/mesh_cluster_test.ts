@@ -8,6 +8,7 @@
  * port 4379 of their own address) are not in the way.
  */
 import assert from "node:assert/strict";
+import * as dgram from "node:dgram";
 import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -31,14 +32,30 @@ async function get(hostname: string, port: number): Promise<string> {
   }
 }
 
+/** One datagram from a new socket (so a new flow: tasks are taken in turn); the answer. */
+async function askUdp(host: string, port: number): Promise<string> {
+  const socket = dgram.createSocket("udp4");
+  try {
+    const answer = new Promise<string>((resolve, reject) => {
+      socket.once("message", (msg: Uint8Array) => resolve(new TextDecoder().decode(msg)));
+      setTimeout(() => reject(new Error("no UDP answer in 1 s")), 1_000);
+    });
+    socket.send("who", port, host);
+    return await answer;
+  } finally {
+    socket.close();
+  }
+}
+
 Deno.test({
-  name: "a published port answers on every node, spread over the tasks of every node",
+  name: "a published port (TCP and UDP) answers on every node, spread over the tasks of every node",
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
   const dir = await Deno.makeTempDir({ prefix: "shoal-mesh-cluster-" });
   const [api] = freePorts(1);
   const published = 31000 + Math.floor(Math.random() * 1500);
+  const publishedUdp = published + 1500;
   const a = 20 + Math.floor(Math.random() * 110);
   const [ipM, ipW] = [`127.0.0.${a}`, `127.0.0.${a + 120}`];
   const host = ["--host", `tcp://127.0.0.1:${api}`];
@@ -108,6 +125,30 @@ Deno.test({
       server,
     ]);
     assert.equal(created.code, 0, created.stderr);
+    // A UDP echo service, its port published for UDP: datagrams answered by the task's id.
+    const udpServer = "const s = (await import('node:dgram')).createSocket('udp4');" +
+      "s.on('message', (m, r) => s.send(Deno.env.get('SHOAL_TASK_ID') + ':' + m, r.port, r.address));" +
+      "s.bind(5353, Deno.env.get('SHOAL_TASK_ADDR'));";
+    const createdUdp = await shoal([
+      ...host,
+      "service",
+      "create",
+      "--detach",
+      "--name",
+      "echo-udp",
+      "--replicas",
+      "2",
+      "--replicas-max-per-node",
+      "1",
+      "--publish",
+      `${publishedUdp}:5353/udp`,
+      "--runtime",
+      "process",
+      deno,
+      "eval",
+      udpServer,
+    ]);
+    assert.equal(createdUdp.code, 0, createdUdp.stderr);
     const seen = new Map<string, Set<string>>();
     for (const node of [ipM, ipW]) {
       const ids = new Set<string>();
@@ -127,6 +168,27 @@ Deno.test({
       seen.set(node, ids);
     }
     assert.deepEqual([...seen.get(ipM)!].sort(), [...seen.get(ipW)!].sort());
+    const seenUdp = new Map<string, Set<string>>();
+    for (const node of [ipM, ipW]) {
+      const ids = new Set<string>();
+      let last = "";
+      await until(
+        () => `both UDP tasks answer through ${node} (seen ${[...ids]}; last: ${last})`,
+        async () => {
+          try {
+            const answer = await askUdp(node, publishedUdp);
+            assert.match(answer, /^[^:]+:who$/);
+            ids.add(answer.split(":")[0]);
+          } catch (err) {
+            last = String(err); // not listening yet
+          }
+          return ids.size === 2;
+        },
+        30_000,
+      );
+      seenUdp.set(node, ids);
+    }
+    assert.deepEqual([...seenUdp.get(ipM)!].sort(), [...seenUdp.get(ipW)!].sort());
     const ps = await shoal([...host, "service", "ps", "web", "--format", "{{.ID}} {{.Node}}"]);
     assert.equal(ps.stdout.trim().split("\n").length, 2, ps.stdout);
   } catch (err) {
