@@ -41,6 +41,7 @@ import {
   type LogEntry,
 } from "./log.ts";
 import type { Batch } from "./schema.ts";
+import { copyAndRewrite, type RecipherOptions } from "./sqlite_copy.ts";
 
 /** How hard SQLite syncs: see the module documentation. */
 export type SyncMode = "full" | "normal" | "off";
@@ -335,13 +336,8 @@ function open(
   }
 }
 
-/** Options of {@linkcode copyLog}. */
-export interface CopyLogOptions {
-  /** The cipher the source was written with (none: plaintext). */
-  readonly from?: RecordCipher;
-  /** The cipher to write the copy with (none: plaintext, as `shoal log decrypt` wants). */
-  readonly to?: RecordCipher;
-}
+/** Options of {@linkcode copyLog}: the ciphers to open and seal records with. */
+export type CopyLogOptions = RecipherOptions;
 
 /**
  * Copies the log file `source` (not in use) to a new file `target`, opening every record with
@@ -354,17 +350,9 @@ export function copyLog(
   target: string,
   options: CopyLogOptions = {},
 ): { entries: number } {
-  const src = new DatabaseSync(source, { readOnly: true });
-  try {
-    src.prepare("VACUUM INTO ?").run(target);
-  } finally {
-    src.close();
-  }
-  const db = new DatabaseSync(target);
-  let entries = 0;
-  try {
-    db.exec(`BEGIN IMMEDIATE;
-      CREATE TABLE IF NOT EXISTS snapshots (idx INTEGER PRIMARY KEY, record BLOB NOT NULL);`);
+  return copyAndRewrite(source, target, (db) => {
+    let entries = 0;
+    db.exec("CREATE TABLE IF NOT EXISTS snapshots (idx INTEGER PRIMARY KEY, record BLOB NOT NULL)");
     const recipher = (record: Uint8Array, index: number, aad: Uint8Array) =>
       sealRecord(seal(options.to, open(options.from, openRecord(record, index), aad, index), aad));
     const page = db.prepare(
@@ -399,14 +387,6 @@ export function copyLog(
         r.idx,
       );
     }
-    db.exec("COMMIT");
-    db.exec("VACUUM");
-  } catch (err) {
-    if (db.isTransaction) db.exec("ROLLBACK");
-    db.close();
-    Deno.removeSync(target);
-    throw err;
-  }
-  db.close();
-  return { entries };
+    return { entries };
+  });
 }

@@ -46,6 +46,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { CorruptRecordError, openRecord, sealRecord } from "../codec.ts";
 import { DecryptError, placeAad, type RecordCipher } from "../at_rest_cipher.ts";
 import { crc32c } from "../crc32c.ts";
+import { copyAndRewrite, type RecipherOptions } from "../sqlite_copy.ts";
 import { CompactedError, SnapOutOfDateError, UnavailableError } from "./errors.ts";
 import type { InitialState, Storage } from "./storage.ts";
 import {
@@ -874,13 +875,8 @@ function parseRecord(record: Uint8Array, index: number, what: string): unknown {
   }
 }
 
-/** Options of {@linkcode copyStorage}. */
-export interface CopyStorageOptions {
-  /** The cipher the source was written with (none: plaintext). */
-  readonly from?: RecordCipher;
-  /** The cipher to write the copy with (none: plaintext, as `shoal log decrypt` wants). */
-  readonly to?: RecordCipher;
-}
+/** Options of {@linkcode copyStorage}: the ciphers to open and seal records with. */
+export type CopyStorageOptions = RecipherOptions;
 
 /**
  * Copies the storage file `source` (not in use) to a new file `target`, opening every entry's
@@ -894,16 +890,8 @@ export function copyStorage(
   target: string,
   options: CopyStorageOptions = {},
 ): { entries: number } {
-  const src = new DatabaseSync(source, { readOnly: true });
-  try {
-    src.prepare("VACUUM INTO ?").run(target);
-  } finally {
-    src.close();
-  }
-  const db = new DatabaseSync(target);
-  let entries = 0;
-  try {
-    db.exec("BEGIN IMMEDIATE");
+  return copyAndRewrite(source, target, (db) => {
+    let entries = 0;
     const update = db.prepare("UPDATE raft_entries SET data = ?, crc = ? WHERE idx = ?");
     const page = db.prepare(
       "SELECT idx, term, type, data, crc FROM raft_entries WHERE idx > ? ORDER BY idx LIMIT ?",
@@ -930,14 +918,6 @@ export function copyStorage(
         sealSnapshotData(data, meta, options.to),
       );
     }
-    db.exec("COMMIT");
-    db.exec("VACUUM");
-  } catch (err) {
-    if (db.isTransaction) db.exec("ROLLBACK");
-    db.close();
-    Deno.removeSync(target);
-    throw err;
-  }
-  db.close();
-  return { entries };
+    return { entries };
+  });
 }
