@@ -847,31 +847,23 @@ function reapHistory(state: ClusterState, serviceId: string, retention: number, 
   }
 }
 
+/** Desired states an orphaned task is moved from to `remove`. */
+const ORPHAN_STOP_STATES = [
+  TaskState.running,
+  TaskState.ready,
+  TaskState.complete,
+  TaskState.shutdown,
+] as const;
+
 /** Tasks of services that no longer exist: asked to go, then deleted once stopped. */
 function reapOrphans(state: ClusterState, plan: Plan): void {
-  for (const id of state.tasksByDesiredState.get(TaskState.running)) {
-    if (plan.full) return;
-    const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) {
-      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
-    }
-  }
-  for (const id of state.tasksByDesiredState.get(TaskState.ready)) {
-    const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) {
-      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
-    }
-  }
-  for (const id of state.tasksByDesiredState.get(TaskState.complete)) {
-    const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) {
-      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
-    }
-  }
-  for (const id of state.tasksByDesiredState.get(TaskState.shutdown)) {
-    const t = state.tasks.get(id)!;
-    if (!state.services.has(t.serviceId)) {
-      plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+  for (const desired of ORPHAN_STOP_STATES) {
+    for (const id of state.tasksByDesiredState.get(desired)) {
+      if (plan.full) return;
+      const t = state.tasks.get(id)!;
+      if (!state.services.has(t.serviceId)) {
+        plan.desired(t, TaskState.remove, "service was removed", plan.ctx.cause);
+      }
     }
   }
   for (const id of state.tasksByDesiredState.get(TaskState.remove)) {
