@@ -9,7 +9,8 @@ import * as tls from "node:tls";
 import { type Mesh, startMesh } from "./mesh.ts";
 import type { MeshMap, MeshService, MeshTask } from "./mesh_map.ts";
 import { ask, freePort, namedServer, testCredentials, TestSource, waitFor } from "./_test_mesh.ts";
-import { dialPeer, type MeshCredentials, PeerDialError } from "./peer.ts";
+import { type MeshCredentials, openTrunk, PeerDialError } from "./peer.ts";
+import { type Trunk, TrunkOpenError } from "./trunk.ts";
 import { aRecord, decodeDnsMessage, dnsResponse, encodeDnsMessage } from "./dns_codec.ts";
 
 const NET1 = "net1";
@@ -199,32 +200,48 @@ Deno.test("a host-mode port is published only on its task's node", async () => {
   }
 });
 
+/** A stream through `trunk` to `addr:port`, as a local connection to read and write. */
+async function streamThrough(trunk: Trunk, addr: string, port: number): Promise<Deno.Conn> {
+  const stream = await trunk.openStream(addr, port);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const [client, server] = await Promise.all([
+      Deno.connect({ hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port }),
+      listener.accept(),
+    ]);
+    void stream.splice(server);
+    return client;
+  } finally {
+    listener.close();
+  }
+}
+
+/** Writes a line to `conn` and reads what comes back. */
+async function exchange(conn: Deno.Conn, line: string): Promise<string> {
+  await conn.write(new TextEncoder().encode(line));
+  const buf = new Uint8Array(256);
+  const n = await conn.read(buf);
+  return new TextDecoder().decode(buf.subarray(0, n ?? 0));
+}
+
 Deno.test("a mesh endpoint refuses a node of another swarm", async () => {
   const f = await fixture();
   try {
     const other = await testCredentials(["a"]);
+    const dial = { host: "127.0.0.3", port: f.meshPort, nodeId: "b" };
     await assert.rejects(
-      dialPeer({
-        host: "127.0.0.3",
-        port: f.meshPort,
-        nodeId: "b",
-        credentials: other.creds.get("a")!,
-        addr: "127.31.0.12",
-        targetPort: 8080,
-      }),
+      openTrunk({ ...dial, credentials: other.creds.get("a")! }),
       PeerDialError,
     );
     // And a node of this swarm gets through to the same task.
-    const { creds } = f;
-    const ok = await dialPeer({
-      host: "127.0.0.3",
-      port: f.meshPort,
-      nodeId: "b",
-      credentials: creds.get("a")!,
-      addr: "127.31.0.12",
-      targetPort: 8080,
-    });
-    ok.socket.destroy();
+    const trunk = await openTrunk({ ...dial, credentials: f.creds.get("a")! });
+    try {
+      const conn = await streamThrough(trunk, "127.31.0.12", 8080);
+      assert.equal(await exchange(conn, "x\n"), "t2:x\n");
+      conn.close();
+    } finally {
+      trunk.close();
+    }
   } finally {
     await f.close();
   }
@@ -253,25 +270,22 @@ Deno.test("the endpoint answers only for its own tasks", async () => {
     discoverPorts: false,
   });
   try {
-    const dial = (addr: string) =>
-      dialPeer({
-        host: "127.0.0.3",
-        port: meshPort,
-        nodeId: "b",
-        credentials: creds.get("a")!,
-        addr,
-        targetPort: 7000,
-      });
-    const ok = await dial("127.32.0.12");
-    assert.deepEqual(ok.take(), { chunks: [], ended: false });
-    const line = await new Promise<string>((resolve) => {
-      ok.socket.once("data", (d: Uint8Array) => resolve(new TextDecoder().decode(d)));
-      ok.socket.write("ping\n");
+    const trunk = await openTrunk({
+      host: "127.0.0.3",
+      port: meshPort,
+      nodeId: "b",
+      credentials: creds.get("a")!,
     });
-    ok.socket.destroy();
-    assert.equal(line, "t2:ping\n");
-    await assert.rejects(dial("127.32.0.11"), /refused/); // a's task, not b's
-    await assert.rejects(dial("127.0.0.1"), /refused/);
+    try {
+      const ok = await streamThrough(trunk, "127.32.0.12", 7000);
+      assert.equal(await exchange(ok, "ping\n"), "t2:ping\n");
+      ok.close();
+      // a's task, not b's; and not a task at all.
+      await assert.rejects(trunk.openStream("127.32.0.11", 7000), TrunkOpenError, "refused");
+      await assert.rejects(trunk.openStream("127.0.0.1", 7000), TrunkOpenError, "refused");
+    } finally {
+      trunk.close();
+    }
     // A client without a certificate does not get through the handshake.
     const bare = tls.connect({ host: "127.0.0.3", port: meshPort, rejectUnauthorized: false });
     const outcome = await new Promise<string>((resolve) => {

@@ -30,7 +30,6 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Buffer } from "node:buffer";
 import type { Logger } from "../../actors/runtime.ts";
-import { spliceSocketConn } from "./splice.ts";
 import { socketTransport, Trunk } from "./trunk.ts";
 
 /** Shoal's default mesh port: after the cluster port (4377) and the Raft port (4378). */
@@ -47,7 +46,6 @@ export interface MeshCredentials {
 const MAGIC0 = 0x53; // "S"
 const MAGIC1 = 0x4d; // "M"
 const VERSION = 1;
-const KIND_CONNECT = 1;
 const KIND_DISCOVER = 2;
 const KIND_TRUNK = 3;
 const MAX_HEADER = 4096;
@@ -56,8 +54,6 @@ const MAX_HEADER = 4096;
 export const STATUS_OK = 0;
 /** Status byte: the endpoint refused the target. */
 export const STATUS_REFUSED = 1;
-/** Status byte: the target did not accept the connection. */
-export const STATUS_UNREACHABLE = 2;
 
 /** Why a dial through a peer failed. */
 export class PeerDialError extends Error {
@@ -169,17 +165,14 @@ function headerLength(buf: Uint8Array): number {
   return 6 + ((buf[4] << 8) | buf[5]);
 }
 
-/** Options of {@linkcode dialPeer}. */
-export interface DialPeerOptions {
+/** How to reach a peer's mesh endpoint. */
+export interface PeerOptions {
   /** The peer's address and mesh port. */
   host: string;
   port: number;
   /** The peer's node id: its certificate must name it. */
   nodeId: string;
   credentials: MeshCredentials;
-  /** The task's address and port on the peer. */
-  addr: string;
-  targetPort: number;
   /** How long the whole dial may take, ms (default 5 s). */
   timeoutMs?: number;
   /** A TLS session to resume, and where to keep the next one. */
@@ -187,7 +180,7 @@ export interface DialPeerOptions {
 }
 
 function tlsConnect(
-  opts: Pick<DialPeerOptions, "host" | "port" | "nodeId" | "credentials" | "sessions">,
+  opts: PeerOptions,
 ): tls.TLSSocket {
   const key = `${opts.nodeId}@${opts.host}:${opts.port}`;
   // allowHalfOpen (honoured by tls.connect, missing from its types): a client that half-closes
@@ -212,44 +205,12 @@ function tlsConnect(
 }
 
 /**
- * Opens a connection to a task on another node through that node's mesh endpoint. Resolves,
- * once the endpoint has connected to the task, with the socket and what it already received
- * (see {@linkcode HeldSocket}); rejects with a {@linkcode PeerDialError} otherwise.
- */
-export async function dialPeer(opts: DialPeerOptions): Promise<HeldSocket> {
-  const socket = tlsConnect(opts);
-  socket.write(encodePeerHeader(KIND_CONNECT, { addr: opts.addr, port: opts.targetPort }));
-  let status: { prefix: Uint8Array; held: HeldSocket };
-  try {
-    status = await readPrefix(socket, () => 1, opts.timeoutMs ?? 5_000);
-  } catch (err) {
-    socket.destroy();
-    throw new PeerDialError(
-      `mesh endpoint of node ${opts.nodeId} (${opts.host}:${opts.port}): ${(err as Error).message}`,
-      -1,
-    );
-  }
-  if (status.prefix[0] !== STATUS_OK) {
-    socket.destroy();
-    throw new PeerDialError(
-      `node ${opts.nodeId} could not reach ${opts.addr}:${opts.targetPort}: ${
-        status.prefix[0] === STATUS_REFUSED ? "refused (not a task of that node)" : "no answer"
-      }`,
-      status.prefix[0],
-    );
-  }
-  return status.held;
-}
-
-/**
- * Opens a trunk to a peer's endpoint (see trunk.ts): mutual TLS as {@linkcode dialPeer}, then
- * one connection for every stream to that peer. Rejects with a {@linkcode PeerDialError}.
+ * Opens a trunk to a peer's endpoint (see trunk.ts): mutual TLS (the peer's certificate must be
+ * of this swarm and name `nodeId`), then one connection for every stream to that peer. Rejects
+ * with a {@linkcode PeerDialError}.
  */
 export async function openTrunk(
-  opts: Pick<
-    DialPeerOptions,
-    "host" | "port" | "nodeId" | "credentials" | "sessions" | "timeoutMs"
-  >,
+  opts: PeerOptions,
 ): Promise<Trunk> {
   const socket = tlsConnect(opts);
   socket.write(encodePeerHeader(KIND_TRUNK, {}));
@@ -272,7 +233,7 @@ export async function openTrunk(
 
 /** Asks a peer which ports its tasks listen on (task id → ports). */
 export async function discoverPeer(
-  opts: Pick<DialPeerOptions, "host" | "port" | "nodeId" | "credentials" | "timeoutMs">,
+  opts: PeerOptions,
 ): Promise<Record<string, number[]>> {
   const socket = tlsConnect(opts);
   try {
@@ -391,9 +352,8 @@ export class PeerEndpoint {
       socket.destroy();
       return;
     }
-    let body: { addr?: unknown; port?: unknown };
     try {
-      body = JSON.parse(new TextDecoder().decode(header.subarray(6)));
+      JSON.parse(new TextDecoder().decode(header.subarray(6)));
     } catch {
       socket.destroy();
       return;
@@ -414,25 +374,7 @@ export class PeerEndpoint {
       });
       return;
     }
-    const addr = String(body.addr ?? "");
-    const port = Number(body.port);
-    if (header[3] !== KIND_CONNECT || !this.#opts.authorize(addr, port)) {
-      socket.end(new Uint8Array([STATUS_REFUSED]));
-      return;
-    }
-    let upstream: Deno.TcpConn;
-    try {
-      upstream = await Deno.connect({ hostname: addr, port });
-    } catch {
-      socket.end(new Uint8Array([STATUS_UNREACHABLE]));
-      return;
-    }
-    if (socket.destroyed) {
-      upstream.close();
-      return;
-    }
-    upstream.setNoDelay(true);
-    socket.write(new Uint8Array([STATUS_OK]));
-    void spliceSocketConn(held, upstream);
+    // Anything else (kinds this version does not know) is refused.
+    socket.end(new Uint8Array([STATUS_REFUSED]));
   }
 }

@@ -9,7 +9,7 @@
  * ```
  * type:u8 stream:u32 len:u32 payload
  *   1 OPEN     opener → endpoint   {"addr": "127.1.0.5", "port": 80, "udp"?: true}
- *   2 OPENED   endpoint → opener   status:u8 (peer.ts's STATUS_*)
+ *   2 OPENED   endpoint → opener   status:u8 (0 open, 1 refused, 2 unreachable)
  *   3 DATA     bytes of a TCP stream
  *   4 END      the sender's side of the stream ended (a half-close)
  *   5 RESET    the stream is gone, both ways
@@ -80,8 +80,12 @@ const WINDOW_UPDATE = 64 * 1024;
 /** Bytes waiting in the trunk's socket above which datagrams are dropped. */
 export const MAX_DGRAM_BACKLOG = 4 * 1024 * 1024;
 
-/** Status byte of OPENED: connected (same values as peer.ts's). */
+/** Status byte of OPENED: open. */
 const STATUS_OK = 0;
+/** Status byte of OPENED: refused (not a task of the endpoint's node). */
+const STATUS_REFUSED = 1;
+/** Status byte of OPENED: the task did not accept the connection. */
+const STATUS_UNREACHABLE = 2;
 
 /** What an OPEN asks for. */
 export interface OpenRequest {
@@ -235,10 +239,14 @@ export class Trunk {
     s.opened = undefined;
     if (status !== STATUS_OK) {
       this.#reset(s, status === -1 && !this.#closed);
-      throw new TrunkOpenError(
-        status === -1 ? (this.#closed ? "the trunk closed" : "timed out") : `status ${status}`,
-        status,
-      );
+      const why = status === -1
+        ? (this.#closed ? "the trunk closed" : "timed out")
+        : status === STATUS_REFUSED
+        ? "refused (not a task of that node)"
+        : status === STATUS_UNREACHABLE
+        ? "the task did not accept the connection"
+        : `status ${status}`;
+      throw new TrunkOpenError(`${addr}:${port}: ${why}`, status);
     }
     return {
       splice: (conn) => this.#attach(s, conn),
@@ -438,7 +446,7 @@ export class Trunk {
     const addr = String(req.addr ?? "");
     const port = Number(req.port);
     if (!this.#acceptor.authorize(addr, port)) {
-      refuse(1); // STATUS_REFUSED
+      refuse(STATUS_REFUSED);
       return;
     }
     const s = this.#stream(id);
@@ -459,7 +467,7 @@ export class Trunk {
       if (s.closed) return;
       this.#streams.delete(id);
       s.closed = true;
-      refuse(2); // STATUS_UNREACHABLE
+      refuse(STATUS_UNREACHABLE);
     });
   }
 
