@@ -42,6 +42,7 @@
  * @module
  */
 import type * as net from "node:net";
+import * as tls from "node:tls";
 import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
 import { NodeDescription, type TaskSpec, TaskStatus } from "../events/schema.ts";
@@ -455,6 +456,31 @@ export function splitHostPort(addr: string): { host: string; port: number } {
     throw new RangeError(`invalid address "${addr}": expected HOST:PORT, e.g. 10.0.0.1:4377`);
   }
   return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/** A node's TLS identity: its key and certificate (PEM) and the swarm's root CA. */
+export interface NodeTlsIdentity {
+  readonly key: string;
+  readonly cert: string;
+  readonly ca: string;
+}
+
+/**
+ * Opens a mutual-TLS connection to a manager's cluster port (`host:port`) with a node's
+ * certificate; the manager must present a certificate of the same root naming
+ * {@linkcode MANAGER_SERVERNAME}. Throws a `RangeError` for an invalid address.
+ */
+export function dialManager(addr: string, identity: NodeTlsIdentity): tls.TLSSocket {
+  const { host, port } = splitHostPort(addr);
+  return tls.connect({
+    host,
+    port,
+    key: identity.key,
+    cert: identity.cert,
+    ca: [identity.ca],
+    servername: MANAGER_SERVERNAME,
+    rejectUnauthorized: true,
+  });
 }
 
 /** A DER certificate (as `getPeerCertificate().raw` gives it) as PEM. */

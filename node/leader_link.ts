@@ -13,7 +13,6 @@
  *
  * @module
  */
-import * as tls from "node:tls";
 import type { Command } from "../actors/commands.ts";
 import {
   BatchRejectedError,
@@ -26,10 +25,9 @@ import { EventRejected, type RejectionCode } from "../actors/entities/rejection.
 import type { Logger } from "../actors/runtime.ts";
 import type { ShoalEvent } from "../events/schema.ts";
 import {
+  dialManager,
   FrameConnection,
-  MANAGER_SERVERNAME,
   type ManagerMessage,
-  splitHostPort,
   type WireError,
 } from "./agent_protocol.ts";
 import type { Credentials } from "./identity.ts";
@@ -69,16 +67,7 @@ class Link {
   refusal: string | undefined;
 
   constructor(readonly addr: string, creds: Credentials, onClose: () => void) {
-    const { host, port } = splitHostPort(addr);
-    const socket = tls.connect({
-      host,
-      port,
-      key: creds.key,
-      cert: creds.cert,
-      ca: [creds.ca],
-      servername: MANAGER_SERVERNAME,
-      rejectUnauthorized: true,
-    });
+    const socket = dialManager(addr, creds);
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.ready = promise;
     promise.catch(() => {});

@@ -12,17 +12,10 @@
  *
  * @module
  */
-import * as tls from "node:tls";
 import type { LogLine } from "../actors/agent/log_capture.ts";
 import type { ClusterState, TaskRecord } from "../actors/state.ts";
 import type { Logger } from "../actors/runtime.ts";
-import {
-  FrameConnection,
-  LogChunk,
-  MANAGER_SERVERNAME,
-  type ManagerMessage,
-  splitHostPort,
-} from "./agent_protocol.ts";
+import { dialManager, FrameConnection, LogChunk, type ManagerMessage } from "./agent_protocol.ts";
 import type { Credentials } from "./identity.ts";
 import { LogRelay, NodeLogsUnavailable } from "./log_relay.ts";
 import type { TaskLogOptions } from "./task_logs.ts";
@@ -140,16 +133,7 @@ export class ManagerLogLink {
 
   #connect(managerId: string, addr: string): Peer {
     const creds = this.#opts.credentials();
-    const { host, port } = splitHostPort(addr);
-    const socket = tls.connect({
-      host,
-      port,
-      key: creds.key,
-      cert: creds.cert,
-      ca: [creds.ca],
-      servername: MANAGER_SERVERNAME,
-      rejectUnauthorized: true,
-    });
+    const socket = dialManager(addr, creds);
     const timer = setTimeout(() => peer.conn.close("connection timed out"), 5_000);
     socket.once("secureConnect", () => clearTimeout(timer));
     const peer: Peer = {

@@ -29,13 +29,12 @@ import type { AgentSession, Assignment, StatusReport } from "./agent.ts";
 import type { LogLine, LogReadOptions } from "./log_capture.ts";
 import {
   type AssignmentsMessage,
+  dialManager,
   FATAL_CODES,
   FrameConnection,
-  MANAGER_SERVERNAME,
   type ManagerMessage,
   PROTOCOL_VERSION,
   RemoteError,
-  splitHostPort,
   type TrustInfo,
   type WireTask,
 } from "../../node/agent_protocol.ts";
@@ -311,17 +310,7 @@ export class RemoteSession implements AgentSession {
     this.#redirect = undefined;
     let socket: tls.TLSSocket;
     try {
-      const { host, port } = splitHostPort(manager);
-      const creds = this.#opts.credentials();
-      socket = tls.connect({
-        host,
-        port,
-        key: creds.key,
-        cert: creds.cert,
-        ca: [creds.ca],
-        servername: MANAGER_SERVERNAME,
-        rejectUnauthorized: true,
-      });
+      socket = dialManager(manager, this.#opts.credentials());
     } catch (err) {
       this.#failed(`cannot connect to ${manager}: ${(err as Error).message}`);
       return;
