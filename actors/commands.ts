@@ -93,6 +93,30 @@ export type Command =
   | FileObjectCommand
   | NetworkCommand;
 
+/** Every command kind, for checking a command that arrives from another process. */
+export const COMMAND_KINDS = [
+  "InitCluster",
+  "UpdateCluster",
+  "RotateJoinToken",
+  "RotateUnlockKey",
+  "RotateRootCA",
+  "UpdateNode",
+  "RemoveNode",
+  "CreateService",
+  "UpdateService",
+  "ScaleService",
+  "RollbackService",
+  "RemoveService",
+  "CreateFileObject",
+  "UpdateFileObject",
+  "RemoveFileObject",
+  "CreateNetwork",
+  "RemoveNetwork",
+] as const satisfies readonly Command["kind"][];
+
+// Every kind of the union is listed above (a new command kind fails to compile until it is).
+const _allKindsListed: Command["kind"] extends (typeof COMMAND_KINDS)[number] ? true : never = true;
+
 /** Turns a command into the events that carry it out, or throws `EventRejected`. */
 export function decide(state: ClusterState, command: Command, ctx: DecideContext): ShoalEvent[] {
   switch (command.kind) {

@@ -45,7 +45,8 @@ import type * as net from "node:net";
 import * as tls from "node:tls";
 import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
-import { NodeDescription, type TaskSpec, TaskStatus } from "../events/schema.ts";
+import { NodeDescription, ShoalEvent, type TaskSpec, TaskStatus } from "../events/schema.ts";
+import { COMMAND_KINDS } from "../actors/commands.ts";
 import type { TaskRecord } from "../actors/state.ts";
 import type { TaskAddressing } from "../actors/agent/task_addressing.ts";
 
@@ -137,14 +138,18 @@ export const ForwardRequest = z.discriminatedUnion("op", [
     t: z.literal("forward"),
     seq: Seq,
     op: z.literal("execute"),
-    command: z.record(z.string(), z.unknown()),
+    // The command's kind is checked here; its fields by the command's own decide step, which
+    // rejects what it cannot carry out (as for a command of this node's API).
+    command: z.looseObject({ kind: z.enum(COMMAND_KINDS) }),
     by: z.string().max(200),
   }),
   z.object({
     t: z.literal("forward"),
     seq: Seq,
     op: z.literal("propose"),
-    events: z.array(z.record(z.string(), z.unknown())).max(100_000),
+    // Whole events, checked against the schema: a malformed event must not reach the log,
+    // where every manager's fold would meet it.
+    events: z.array(ShoalEvent).max(100_000),
     by: z.string().max(200),
   }),
   z.object({

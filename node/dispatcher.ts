@@ -413,7 +413,8 @@ export class Dispatcher {
           result = await this.#manager.execute(req.command as unknown as Command, { by: req.by });
           break;
         case "propose":
-          result = await this.#manager.propose(req.events as unknown as ShoalEvent[], req.by);
+          // The events as sent (checked above): the schema's output could differ in key order.
+          result = await this.#manager.propose((raw as { events: ShoalEvent[] }).events, req.by);
           break;
         case "addMember": {
           const raft = this.#raftFor(node.managerStatus?.raftId, req.raftId, session.nodeId);
