@@ -550,7 +550,7 @@ export class SqliteStorage implements Storage {
       },
       data,
     };
-    this.#setSync(true);
+    this.#setSyncLater();
     const db = this.#db;
     db.exec("BEGIN IMMEDIATE");
     try {
@@ -583,7 +583,7 @@ export class SqliteStorage implements Storage {
       );
     }
     const term = this.term(compactIndex);
-    this.#setSync(true);
+    this.#setSyncLater();
     const db = this.#db;
     db.exec("BEGIN IMMEDIATE");
     try {
@@ -635,6 +635,20 @@ export class SqliteStorage implements Storage {
   /** Switches SQLite's sync for the next commit: the configured mode, or off for this one. */
   #setSync(sync: boolean): void {
     const want: SyncMode = !sync ? "off" : this.#deferSync ? "normal" : this.synchronous;
+    if (want === this.#sync) return;
+    this.#db.exec(`PRAGMA synchronous = ${want.toUpperCase()}`);
+    this.#sync = want;
+  }
+
+  /**
+   * Sync for a commit nothing acknowledged waits on (a snapshot taken here, a compaction): in
+   * `full` mode it is committed with NORMAL (no sync of its own) and becomes durable with the
+   * next synced commit, since SQLite recovers a WAL as a prefix of its commits; a crash before
+   * that loses it with everything after it (the previous snapshot and the entries stay). This
+   * keeps a sync of a large snapshot off the caller's event loop.
+   */
+  #setSyncLater(): void {
+    const want: SyncMode = this.synchronous === "full" ? "normal" : this.synchronous;
     if (want === this.#sync) return;
     this.#db.exec(`PRAGMA synchronous = ${want.toUpperCase()}`);
     this.#sync = want;
