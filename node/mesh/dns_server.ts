@@ -6,16 +6,22 @@
  * (`/etc/resolv.conf`), relaying their answer. A swarm name asked for another type (AAAA, MX...)
  * gets an empty answer, so that clients fall back to A at once.
  *
- * UDP only (a swarm answer always fits in 512 bytes; a forwarded answer too big for UDP comes
- * back truncated and the client retries over TCP with its upstream, as with any resolver).
+ * Over UDP and TCP on the same address and port, as a resolver must. A UDP answer is at most
+ * 512 bytes, or the size the client offers with EDNS0: a swarm answer that does not fit (about
+ * 30 addresses of `tasks.SERVICE`) keeps what fits and is marked truncated, and the client asks
+ * again over TCP, where it gets every address. Forwarded questions go upstream over the
+ * protocol they came in on, so a truncated upstream answer is retried over TCP upstream too.
  *
  * @module
  */
 import * as dgram from "node:dgram";
+import * as net from "node:net";
 import type { Logger } from "../../actors/runtime.ts";
 import {
   aRecord,
   decodeDnsMessage,
+  type DnsMessage,
+  type DnsRecord,
   dnsResponse,
   DnsType,
   encodeDnsMessage,
@@ -28,6 +34,14 @@ import type { MeshTask } from "./mesh_map.ts";
 export const SWARM_TTL = 5;
 /** How long an upstream resolver has to answer, ms. */
 const UPSTREAM_TIMEOUT_MS = 3_000;
+/** A UDP answer's size without EDNS0 (RFC 1035). */
+const UDP_PLAIN_BYTES = 512;
+/** The most this resolver sends over UDP, whatever a client offers. */
+const UDP_MAX_BYTES = 4_096;
+/** How long a TCP client may stay idle between questions, ms. */
+const TCP_IDLE_MS = 10_000;
+/** EDNS0's OPT pseudo-record type. */
+const OPT = 41;
 
 /** Options of a {@linkcode DnsServer}. */
 export interface DnsServerOptions {
@@ -36,10 +50,17 @@ export interface DnsServerOptions {
   /** The current lookups. */
   index: () => MeshIndex;
   /**
-   * Which task asked, from the query's source: undefined for the host (not a task), null for a
-   * task the map does not know (it gets no swarm answers).
+   * Which task asked, from the query's source (and, over TCP, the address it reached):
+   * undefined for the host (not a task), null for a task the map does not know (it gets no
+   * swarm answers).
    */
-  identify?: (addr: string, port: number) => Promise<MeshTask | null | undefined>;
+  identify?: (
+    proto: "udp" | "tcp",
+    addr: string,
+    port: number,
+    localAddr?: string,
+    localPort?: number,
+  ) => Promise<MeshTask | null | undefined>;
   /** Upstream resolvers (`host` or `host:port`); default: the nameservers of /etc/resolv.conf. */
   upstreams?: string[];
   logger?: Logger;
@@ -71,6 +92,8 @@ interface Pending {
 export class DnsServer {
   #opts: DnsServerOptions;
   #socket: dgram.Socket | undefined;
+  #tcp: net.Server | undefined;
+  #tcpClients = new Set<net.Socket>();
   #upstream: dgram.Socket | undefined;
   #upstreams: { host: string; port: number }[] = [];
   #pending = new Map<number, Pending>();
@@ -117,6 +140,23 @@ export class DnsServer {
     });
     this.#socket = socket;
     const bound = socket.address();
+    // TCP on the same port (the one UDP got, when asked for any).
+    const tcp = net.createServer((client) => this.#serveTcp(client));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(bound.port, host, () => {
+          tcp.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      socket.close();
+      this.#socket = undefined;
+      throw err;
+    }
+    tcp.on("error", (err: Error) => this.#opts.logger?.warn(`mesh dns (tcp): ${err.message}`));
+    this.#tcp = tcp;
     this.#address = `${host}:${bound.port}`;
     return this.#address;
   }
@@ -131,41 +171,65 @@ export class DnsServer {
     try {
       this.#upstream?.close();
     } catch { /* already closed */ }
+    this.#tcp?.close();
+    for (const c of this.#tcpClients) c.destroy();
+    this.#tcpClients.clear();
     this.#socket = undefined;
     this.#upstream = undefined;
+    this.#tcp = undefined;
   }
 
   async #onQuery(bytes: Uint8Array, rinfo: dgram.RemoteInfo): Promise<void> {
-    let query;
+    const answer = await this.#answer(bytes, "udp", rinfo.address, rinfo.port);
+    if (answer === "forward") this.#forward(bytes, (bytes[0] << 8) | bytes[1], rinfo);
+    else if (answer !== undefined) this.#send(answer, rinfo);
+  }
+
+  /**
+   * The answer to a query: its bytes, "forward" (not a swarm name: ask upstream), or undefined
+   * (a response, not a question: ignored). Over UDP an answer is cut to what the client takes.
+   */
+  async #answer(
+    bytes: Uint8Array,
+    proto: "udp" | "tcp",
+    addr: string,
+    port: number,
+    localAddr?: string,
+    localPort?: number,
+  ): Promise<Uint8Array | "forward" | undefined> {
+    let query: DnsMessage;
     try {
       query = decodeDnsMessage(bytes);
     } catch {
       // Too broken to answer, unless the header is there.
-      if (bytes.length >= 12) {
-        const reply = bytes.slice(0, 12);
-        reply[2] = 0x80 | (bytes[2] & 0x01);
-        reply[3] = Rcode.FORMERR;
-        reply.fill(0, 4, 12);
-        this.#send(reply, rinfo);
-      }
-      return;
+      if (bytes.length < 12) return undefined;
+      const reply = bytes.slice(0, 12);
+      reply[2] = 0x80 | (bytes[2] & 0x01);
+      reply[3] = Rcode.FORMERR;
+      reply.fill(0, 4, 12);
+      return reply;
     }
-    if (query.qr) return;
+    if (query.qr) return undefined;
     const q = query.questions[0];
     if (query.opcode !== 0 || q === undefined) {
-      this.#send(encodeDnsMessage(dnsResponse(query, Rcode.NOTIMP)), rinfo);
-      return;
+      return encodeDnsMessage(dnsResponse(query, Rcode.NOTIMP));
     }
-    const asker = await this.#opts.identify?.(rinfo.address, rinfo.port);
-    const answer = asker === null ? undefined : this.#opts.index().resolve(q.name, asker);
-    if (answer === undefined) {
-      this.#forward(bytes, query.id, rinfo);
-      return;
-    }
+    const asker = await this.#opts.identify?.(proto, addr, port, localAddr, localPort);
+    const found = asker === null ? undefined : this.#opts.index().resolve(q.name, asker);
+    if (found === undefined) return "forward";
     const records = q.type === DnsType.A || q.type === DnsType.ANY
-      ? answer.addrs.filter((a) => !a.includes(":")).map((a) => aRecord(q.name, a, SWARM_TTL))
+      ? found.addrs.filter((a) => !a.includes(":")).map((a) => aRecord(q.name, a, SWARM_TTL))
       : [];
-    this.#send(encodeDnsMessage(dnsResponse(query, Rcode.NOERROR, records)), rinfo);
+    const edns = query.additionals.find((r) => r.type === OPT);
+    const response = dnsResponse(query, Rcode.NOERROR, records);
+    // EDNS0: say what this resolver takes over UDP, as the client did.
+    const opt: DnsRecord[] = edns
+      ? [{ name: "", type: OPT, class: UDP_MAX_BYTES, ttl: 0, data: new Uint8Array(0) }]
+      : [];
+    const full = encodeDnsMessage({ ...response, additionals: opt });
+    if (proto === "tcp") return full;
+    const limit = Math.min(UDP_MAX_BYTES, Math.max(UDP_PLAIN_BYTES, edns?.class ?? 0));
+    return full.length <= limit ? full : truncated(response, opt, limit);
   }
 
   #forward(bytes: Uint8Array, id: number, rinfo: dgram.RemoteInfo): void {
@@ -230,7 +294,111 @@ export class DnsServer {
     return socket;
   }
 
+  /** Serves one TCP client: length-prefixed questions, answered in turn. */
+  #serveTcp(client: net.Socket): void {
+    this.#tcpClients.add(client);
+    client.setTimeout(TCP_IDLE_MS, () => client.destroy());
+    client.on("error", () => {});
+    client.on("close", () => this.#tcpClients.delete(client));
+    let buf = new Uint8Array(0);
+    let queue = Promise.resolve();
+    client.on("data", (chunk: Uint8Array) => {
+      const joined = new Uint8Array(buf.length + chunk.length);
+      joined.set(buf);
+      joined.set(chunk, buf.length);
+      buf = joined;
+      while (buf.length >= 2) {
+        const len = (buf[0] << 8) | buf[1];
+        if (buf.length < 2 + len) break;
+        const query = buf.slice(2, 2 + len);
+        buf = buf.slice(2 + len);
+        // In order: a client may send several questions before reading.
+        queue = queue.then(() => this.#answerTcp(query, client)).catch((err) => {
+          this.#opts.logger?.warn(`mesh dns (tcp): a query failed: ${err}`);
+          client.destroy();
+        });
+      }
+    });
+  }
+
+  async #answerTcp(query: Uint8Array, client: net.Socket): Promise<void> {
+    const answer = await this.#answer(
+      query,
+      "tcp",
+      client.remoteAddress ?? "",
+      client.remotePort ?? 0,
+      client.localAddress,
+      client.localPort,
+    );
+    if (answer === undefined) return;
+    const reply = answer === "forward" ? await this.#forwardTcp(query) : answer;
+    if (client.destroyed) return;
+    const out = new Uint8Array(2 + reply.length);
+    out[0] = reply.length >> 8;
+    out[1] = reply.length & 0xff;
+    out.set(reply, 2);
+    client.write(out);
+  }
+
+  /** Asks the first upstream over TCP; SERVFAIL when it cannot answer in time. */
+  #forwardTcp(query: Uint8Array): Promise<Uint8Array> {
+    const upstream = this.#upstreams[0];
+    if (upstream === undefined) return Promise.resolve(this.#failure(query.slice()));
+    return new Promise((resolve) => {
+      const socket = net.connect({ host: upstream.host, port: upstream.port });
+      let buf = new Uint8Array(0);
+      const done = (reply: Uint8Array) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(reply);
+      };
+      const timer = setTimeout(() => done(this.#failure(query.slice())), UPSTREAM_TIMEOUT_MS);
+      socket.on("error", () => done(this.#failure(query.slice())));
+      socket.on("close", () => done(this.#failure(query.slice())));
+      socket.on("connect", () => {
+        const out = new Uint8Array(2 + query.length);
+        out[0] = query.length >> 8;
+        out[1] = query.length & 0xff;
+        out.set(query, 2);
+        socket.write(out);
+      });
+      socket.on("data", (chunk: Uint8Array) => {
+        const joined = new Uint8Array(buf.length + chunk.length);
+        joined.set(buf);
+        joined.set(chunk, buf.length);
+        buf = joined;
+        if (buf.length >= 2 && buf.length >= 2 + ((buf[0] << 8) | buf[1])) {
+          done(buf.slice(2, 2 + ((buf[0] << 8) | buf[1])));
+        }
+      });
+    });
+  }
+
   #send(bytes: Uint8Array, rinfo: dgram.RemoteInfo): void {
     this.#socket?.send(bytes, rinfo.port, rinfo.address);
   }
+}
+
+/** `response` with as many answers as fit in `limit` bytes, marked truncated (TC). */
+function truncated(response: DnsMessage, opt: DnsRecord[], limit: number): Uint8Array {
+  let lo = 0;
+  let hi = response.answers.length;
+  // The largest count that fits (encoding is monotonic in the count).
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    const size = encodeDnsMessage({
+      ...response,
+      tc: true,
+      answers: response.answers.slice(0, mid),
+      additionals: opt,
+    }).length;
+    if (size <= limit) lo = mid;
+    else hi = mid - 1;
+  }
+  return encodeDnsMessage({
+    ...response,
+    tc: true,
+    answers: response.answers.slice(0, lo),
+    additionals: opt,
+  });
 }

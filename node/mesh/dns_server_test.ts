@@ -200,3 +200,125 @@ Deno.test("resolv.conf nameservers are read in order", () => {
     ["10.0.0.1", "::1"],
   );
 });
+
+/** A map with one dnsrr service of `n` tasks, for answers too big for 512 bytes. */
+function bigMap(n: number): MeshMap {
+  return {
+    index: 1,
+    nodes: [],
+    networks: [{ id: "n1", name: "front", subnet: "127.1.0.0/16" }],
+    services: [{
+      id: "s1",
+      name: "many",
+      stack: "",
+      mode: "dnsrr",
+      ports: [],
+      vips: [],
+      networks: [{ id: "n1", aliases: [] }],
+    }],
+    tasks: Array.from({ length: n }, (_, i) => ({
+      id: `t${i}`,
+      serviceId: "s1",
+      slot: i + 1,
+      nodeId: "x",
+      serving: true,
+      addresses: [{ networkId: "n1", addr: `127.1.${Math.floor(i / 200) + 1}.${(i % 200) + 10}` }],
+    })),
+  };
+}
+
+/** One question over TCP (two-byte length prefix), and its answer. */
+async function sendTcp(port: number, query: DnsMessage): Promise<DnsMessage> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const bytes = encodeDnsMessage(query);
+    await conn.write(new Uint8Array([bytes.length >> 8, bytes.length & 0xff, ...bytes]));
+    let buf = new Uint8Array(0);
+    const chunk = new Uint8Array(65_536);
+    while (buf.length < 2 || buf.length < 2 + ((buf[0] << 8) | buf[1])) {
+      const n = await conn.read(chunk);
+      if (n === null) throw new Error("the resolver closed the connection");
+      buf = new Uint8Array([...buf, ...chunk.subarray(0, n)]);
+    }
+    return decodeDnsMessage(buf.slice(2, 2 + ((buf[0] << 8) | buf[1])));
+  } finally {
+    conn.close();
+  }
+}
+
+/** A query with an EDNS0 OPT record offering `size` bytes over UDP. */
+function ednsQuery(id: number, name: string, size: number): DnsMessage {
+  return {
+    ...dnsQuery(id, name),
+    additionals: [{ name: "", type: 41, class: size, ttl: 0, data: new Uint8Array(0) }],
+  };
+}
+
+Deno.test("a swarm answer too big for UDP is truncated there and whole over TCP", async () => {
+  const server = new DnsServer({
+    listen: { host: "127.0.0.1", port: 0 },
+    index: () => new MeshIndex(bigMap(60)),
+    upstreams: [],
+  });
+  const port = Number((await server.start()).split(":")[1]);
+  try {
+    const all = bigMap(60).tasks.map((t) => t.addresses[0].addr);
+    // Plain UDP: at most 512 bytes, marked truncated, a prefix of the answer.
+    const udp = await send(port, dnsQuery(51, "tasks.many"));
+    assert.equal(udp.tc, true);
+    assert.ok(encodeDnsMessage(udp).length <= 512);
+    assert.ok(udp.answers.length > 0 && udp.answers.length < 60, `${udp.answers.length}`);
+    assert.deepEqual(udp.answers.map(aRecordAddr), all.slice(0, udp.answers.length));
+    // EDNS0 offering 4,096 bytes: all of it over UDP, with an OPT record back.
+    const edns = await send(port, ednsQuery(52, "tasks.many", 4_096));
+    assert.equal(edns.tc, false);
+    assert.equal(edns.answers.length, 60);
+    assert.equal(edns.additionals[0]?.type, 41);
+    // TCP: the whole answer, as the client asks again after a truncated one.
+    const tcp = await sendTcp(port, dnsQuery(53, "tasks.many"));
+    assert.equal(tcp.id, 53);
+    assert.equal(tcp.tc, false);
+    assert.deepEqual(tcp.answers.map(aRecordAddr), all);
+    // A small answer over TCP too.
+    const one = await sendTcp(port, dnsQuery(54, "many"));
+    assert.equal(one.answers.length, 60);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("over TCP, a name outside the swarm is asked upstream over TCP", async () => {
+  // A fake upstream resolver on TCP: answers every A question with 192.0.2.7.
+  const seen: string[] = [];
+  const upstream = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of upstream) {
+      (async () => {
+        const buf = new Uint8Array(4_096);
+        const n = (await conn.read(buf)) ?? 0;
+        const q = decodeDnsMessage(buf.slice(2, n));
+        seen.push(q.questions[0].name);
+        const a = encodeDnsMessage(
+          dnsResponse(q, Rcode.NOERROR, [aRecord(q.questions[0].name, "192.0.2.7", 60)]),
+        );
+        await conn.write(new Uint8Array([a.length >> 8, a.length & 0xff, ...a]));
+        conn.close();
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  const server = new DnsServer({
+    listen: { host: "127.0.0.1", port: 0 },
+    index: () => new MeshIndex(MAP),
+    upstreams: [`127.0.0.1:${(upstream.addr as Deno.NetAddr).port}`],
+  });
+  const port = Number((await server.start()).split(":")[1]);
+  try {
+    const outside = await sendTcp(port, dnsQuery(61, "example.net"));
+    assert.equal(outside.id, 61);
+    assert.deepEqual(outside.answers.map(aRecordAddr), ["192.0.2.7"]);
+    assert.deepEqual(seen, ["example.net"]);
+  } finally {
+    server.close();
+    upstream.close();
+  }
+});

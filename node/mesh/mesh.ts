@@ -244,7 +244,8 @@ export class Mesh {
       const server = new DnsServer({
         listen: dns,
         index: () => this.#index,
-        identify: (addr, port) => this.#identify("udp", addr, port),
+        identify: (proto, addr, port, localAddr, localPort) =>
+          this.#identify(proto, addr, port, localAddr, localPort),
         upstreams: this.#opts.dnsUpstreams,
         logger: this.#opts.logger,
       });
