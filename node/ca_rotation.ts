@@ -31,7 +31,12 @@ import {
   startRootRotation,
   trustBundle,
 } from "./ca.ts";
-import { type Credentials, readCredentials, writeCredentials } from "./identity.ts";
+import {
+  type Credentials,
+  type KeySealing,
+  readCredentials,
+  writeCredentials,
+} from "./identity.ts";
 
 /**
  * Starts a root rotation through `manager` (`swarm ca --rotate`): makes the new root and the
@@ -81,6 +86,8 @@ export interface RootRotationOptions {
   readonly nodeId: string;
   /** Its data dir, where its certificate is kept. */
   readonly dataDir: string;
+  /** Its data keys, when its log is encrypted: its key is sealed while autolock is on. */
+  readonly keySealing?: KeySealing;
   readonly logger?: Logger;
   /**
    * Called with this manager's new credentials once stored: the daemon presents them from then on
@@ -147,7 +154,7 @@ export class RootRotation {
   }
 
   async #check(): Promise<void> {
-    const { manager, nodeId, dataDir, logger } = this.#opts;
+    const { manager, nodeId, dataDir, logger, keySealing } = this.#opts;
     const cluster = manager.state.cluster;
     const self = manager.state.nodes.get(nodeId);
     if (cluster === undefined || self === undefined || this.#stopped) return;
@@ -156,7 +163,7 @@ export class RootRotation {
     const issuerKey = certificatePublicKey(signingCA(rootCA).certPem);
 
     // This manager's own certificate: from the signing root, trusting what the swarm trusts.
-    let creds = await readCredentials(dataDir);
+    let creds = await readCredentials(dataDir, keySealing);
     const issuedBy = creds
       ? (await nodeTlsInfo(creds.cert, trust).catch(() => undefined))?.certIssuerPublicKey
       : undefined;
@@ -171,12 +178,12 @@ export class RootRotation {
         expiryMs: cluster.spec.caConfig.nodeCertExpiry,
       });
       creds = { key: csr.keyPem, cert: issued.certPem, ca: trust };
-      await writeCredentials(dataDir, creds);
+      await writeCredentials(dataDir, creds, keySealing);
       logger?.info(`node ${nodeId}: manager certificate renewed with the swarm's new root CA`);
       this.#opts.onCredentials?.(creds);
     } else if (creds !== undefined && creds.ca !== trust) {
       creds = { ...creds, ca: trust };
-      await writeCredentials(dataDir, creds);
+      await writeCredentials(dataDir, creds, keySealing);
       logger?.info(`node ${nodeId}: now trusting the swarm's current root CAs`);
       this.#opts.onCredentials?.(creds);
     }

@@ -53,9 +53,11 @@ import { Dispatcher } from "./dispatcher.ts";
 import { taskLogSource } from "./task_logs.ts";
 import {
   type Credentials,
+  type KeySealing,
   readCredentials,
   readNodeConfig,
   removeSwarmState,
+  resealCredentials,
   writeCredentials,
   writeNodeConfig,
 } from "./identity.ts";
@@ -250,10 +252,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     // The id is kept before the swarm is created, so a crash in between cannot orphan the log.
     await writeNodeConfig(options.dataDir, { nodeId, role: "manager", clusterId, raftId });
   }
-  let credentials = await readCredentials(options.dataDir);
-  if (!legacy && credentials === undefined) {
-    throw new Error(`${options.dataDir} holds no certificate for manager ${nodeId}`);
-  }
+  // A manager's key may be sealed by autolock: it is read once the data keys are open (below).
+  let credentials = legacy ? await readCredentials(options.dataDir) : undefined;
 
   let driver: RaftDriver | undefined;
   let keys: DataKeys | undefined;
@@ -295,6 +295,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       const autolock = stored === undefined && options.spec?.encryption.autoLockManagers === true;
       newUnlockKey = autolock ? generateUnlockKey() : undefined;
       keys = (await initKeys(options.dataDir, { autolock, unlockKey: newUnlockKey })).keys;
+    }
+    // The TLS key is sealed while autolock is on (node/identity.ts), and stored plain otherwise.
+    if (keys !== undefined) await resealCredentials(options.dataDir, keys);
+    credentials = await readCredentials(options.dataDir, keys);
+    if (credentials === undefined) {
+      throw new Error(`${options.dataDir} holds no certificate for manager ${nodeId}`);
     }
     const storage = new SqliteStorage({
       path: `${options.dataDir}/raft.db`,
@@ -491,7 +497,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     const by = `node:${nodeId}`;
 
     if (clusterListen !== undefined) {
-      credentials = await managerCredentials(options.dataDir, state, nodeId);
+      credentials = await managerCredentials(options.dataDir, state, nodeId, keys);
       const d = driver;
       dispatcher = new Dispatcher({
         manager,
@@ -534,7 +540,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         renewTimer = setTimeout(async () => {
           if (Date.now() < at) return scheduleRenewal(cert, at);
           try {
-            const renewed = await managerCredentials(options.dataDir, manager.state, nodeId);
+            const renewed = await managerCredentials(
+              options.dataDir,
+              manager.state,
+              nodeId,
+              keys,
+            );
             credentials = renewed;
             disp.setCredentials(renewed);
             mesh?.setCredentials(renewed);
@@ -558,6 +569,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       manager,
       nodeId,
       dataDir: options.dataDir,
+      keySealing: keys,
       logger: options.logger,
       onCredentials: (renewed) => {
         credentials = renewed;
@@ -579,6 +591,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
           if (want === "" && !k.autolock) return;
           if (want !== "" && k.autolock && want === known) return;
           await k.rotate(want === "" ? { autolock: false } : { autolock: true, unlockKey: want });
+          // The TLS key follows: sealed while autolock is on, plain once it is off.
+          await resealCredentials(options.dataDir, k);
           known = want || undefined;
           options.logger?.info(
             `node ${nodeId}: data key ${
@@ -1066,10 +1080,11 @@ async function managerCredentials(
   dataDir: string,
   state: ClusterState,
   nodeId: string,
+  sealing: KeySealing | undefined,
 ): Promise<Credentials> {
   const cluster = state.cluster!;
   const now = Date.now();
-  const stored = await readCredentials(dataDir);
+  const stored = await readCredentials(dataDir, sealing);
   if (stored !== undefined && stored.ca === trustBundle(cluster.rootCA)) {
     try {
       // Signed by the root that signs now (the new one during a root rotation).
@@ -1098,7 +1113,7 @@ async function managerCredentials(
     expiryMs: cluster.spec.caConfig.nodeCertExpiry,
   });
   const creds = { key: csr.keyPem, cert: issued.certPem, ca: trustBundle(cluster.rootCA) };
-  await writeCredentials(dataDir, creds);
+  await writeCredentials(dataDir, creds, sealing);
   return creds;
 }
 

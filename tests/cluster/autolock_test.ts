@@ -84,6 +84,10 @@ Deno.test({
       const keys = JSON.parse(await Deno.readTextFile(`${dir}/keys.json`));
       assert.equal(keys.autolock, true);
       assert.equal(keys.kek, undefined);
+      // The node's TLS key is sealed too, as Docker's autolock protects it.
+      const tlsKey = await Deno.readTextFile(`${dir}/certificates/swarm-node.key`);
+      assert.match(tlsKey, /^-----BEGIN SHOAL SEALED PRIVATE KEY-----\n/);
+      assert.equal(await anyFileHas(dir, "-----BEGIN PRIVATE KEY-----"), false);
     });
 
     await t.step("restarted, it is locked: only unlock works, and only with the key", async () => {
@@ -130,6 +134,13 @@ Deno.test({
       const right = await shoalWithInput([...host, "swarm", "unlock"], fresh + "\n");
       assert.equal(right.code, 0, right.stderr);
       await node!.waitFor(/Press Ctrl-C to stop/);
+      // Unlocked with the new key, it opened its sealed TLS key: the API over the cluster's TLS
+      // is up (the manager's dispatcher presents that key's certificate).
+      const ok = await until("the API answers", async () => {
+        const r = await shoal([...host, "node", "ls"]);
+        return r.code === 0 && r;
+      });
+      assert.match(ok.stdout, /Leader/);
     });
 
     await t.step("autolock off: the manager starts unlocked", async () => {
@@ -144,6 +155,11 @@ Deno.test({
       await until("keys.json no longer autolocked", async () => {
         const k = JSON.parse(await Deno.readTextFile(`${dir}/keys.json`));
         return k.autolock === false;
+      });
+      // The TLS key is a plain PEM key again.
+      await until("the TLS key unsealed", async () => {
+        const k = await Deno.readTextFile(`${dir}/certificates/swarm-node.key`);
+        return k.startsWith("-----BEGIN PRIVATE KEY-----");
       });
       await stop();
       node = new NodeProcess("m", ["start", "--data-dir", dir]);
