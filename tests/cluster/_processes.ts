@@ -81,6 +81,54 @@ export class NodeProcess {
   }
 }
 
+/** A test manager's `shoal swarm init`: where it keeps its data and listens. */
+export interface InitOptions {
+  dataDir: string;
+  /** `--listen-addr` (the cluster port), e.g. `127.0.0.1:0`. */
+  listen: string;
+  /** `--api-addr`'s port on 127.0.0.1. */
+  apiPort: number;
+  /** `--dispatcher-heartbeat` (e.g. `500ms`), when the test needs it short. */
+  heartbeat?: string;
+  /** More flags (`--autolock`, `--advertise-addr`, ...). */
+  extra?: string[];
+}
+
+/** The arguments of `shoal swarm init` for a test manager (without fsync, for speed). */
+export function initArgs(o: InitOptions): string[] {
+  return [
+    "swarm",
+    "init",
+    "--data-dir",
+    o.dataDir,
+    "--listen-addr",
+    o.listen,
+    "--api-addr",
+    `127.0.0.1:${o.apiPort}`,
+    ...(o.heartbeat ? ["--dispatcher-heartbeat", o.heartbeat] : []),
+    "--sync",
+    "off",
+    ...(o.extra ?? []),
+  ];
+}
+
+/** The arguments of `shoal swarm join` with `token` to the manager at `addr`. */
+export function joinArgs(
+  o: { dataDir: string; token: string; addr: string; extra?: string[] },
+): string[] {
+  return ["swarm", "join", "--token", o.token, "--data-dir", o.dataDir, ...(o.extra ?? []), o.addr];
+}
+
+/** What `swarm init` printed: the new node's id, the worker token and the manager's address. */
+export async function initOutput(
+  m: NodeProcess,
+): Promise<{ id: string; token: string; addr: string }> {
+  const [, id, token, addr] = await m.waitFor(
+    /current node \(([0-9a-z]{25})\).*\n\n.*\n\n {4}shoal swarm join --token (\S+) (\S+:\d+)/s,
+  );
+  return { id, token, addr };
+}
+
 /** What one CLI run printed. */
 export interface Run {
   code: number;

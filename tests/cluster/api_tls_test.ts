@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createNodeCSR, createRootCA, issueNodeCertificate } from "../../node/ca.ts";
-import { freePorts, NodeProcess, shoal, sleep, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, sleep, until } from "./_processes.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -36,20 +36,15 @@ Deno.test("--api-tls-addr: managers' certificates only", async (t) => {
   ];
   try {
     let workerId = "";
-    const m = new NodeProcess("manager", [
-      "swarm",
-      "init",
-      "--data-dir",
-      `${dir}/m`,
-      "--listen-addr",
-      `127.0.0.1:${clusterPort}`,
-      "--api-addr",
-      `127.0.0.1:${apiPort}`,
-      "--api-tls-addr",
-      `127.0.0.1:${tlsPort}`,
-      "--sync",
-      "off",
-    ]);
+    const m = new NodeProcess(
+      "manager",
+      initArgs({
+        dataDir: `${dir}/m`,
+        listen: `127.0.0.1:${clusterPort}`,
+        apiPort,
+        extra: ["--api-tls-addr", `127.0.0.1:${tlsPort}`],
+      }),
+    );
     nodes.push(m);
     await t.step("the manager prints its TLS API", async () => {
       await m.waitFor(/Press Ctrl-C to stop/);
@@ -60,15 +55,7 @@ Deno.test("--api-tls-addr: managers' certificates only", async (t) => {
         ),
       );
       const [, token, addr] = m.stdout.match(/--token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/)!;
-      const w = new NodeProcess("worker", [
-        "swarm",
-        "join",
-        "--token",
-        token,
-        "--data-dir",
-        `${dir}/w`,
-        addr,
-      ]);
+      const w = new NodeProcess("worker", joinArgs({ dataDir: `${dir}/w`, token, addr }));
       nodes.push(w);
       [, workerId] = await w.waitFor(/node {7}([0-9a-z]{25}), worker/);
       await w.waitFor(/Press Ctrl-C to stop/);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { freePorts, NodeProcess, shoal, sleep, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, sleep, until } from "./_processes.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -52,34 +52,24 @@ Deno.test("swarm ca --rotate: a worker follows the new root, tokens change", asy
     let workerId = "";
     let oldRoot = "";
     await t.step("a manager and a worker", async () => {
-      const m = new NodeProcess("manager", [
-        "swarm",
-        "init",
-        "--data-dir",
-        `${dir}/m`,
-        "--listen-addr",
-        `127.0.0.1:${clusterPort}`,
-        "--api-addr",
-        `127.0.0.1:${apiPort}`,
-        "--dispatcher-heartbeat",
-        "500ms",
-        "--sync",
-        "off",
-      ]);
+      const m = new NodeProcess(
+        "manager",
+        initArgs({
+          dataDir: `${dir}/m`,
+          listen: `127.0.0.1:${clusterPort}`,
+          apiPort,
+          heartbeat: "500ms",
+        }),
+      );
       nodes.push(m);
       await m.waitFor(/Press Ctrl-C to stop/);
       [, oldToken, managerAddr] = m.stdout.match(
         /shoal swarm join --token (SWMTKN-1-\S+) (127\.0\.0\.1:\d+)/,
       )!;
-      const w = new NodeProcess("worker", [
-        "swarm",
-        "join",
-        "--token",
-        oldToken,
-        "--data-dir",
-        `${dir}/w`,
-        managerAddr,
-      ]);
+      const w = new NodeProcess(
+        "worker",
+        joinArgs({ dataDir: `${dir}/w`, token: oldToken, addr: managerAddr }),
+      );
       nodes.push(w);
       [, workerId] = await w.waitFor(/node {7}([0-9a-z]{25}), worker/);
       await w.waitFor(/Press Ctrl-C to stop/);
@@ -177,26 +167,15 @@ Deno.test("swarm ca --rotate: a worker follows the new root, tokens change", asy
         oldToken.split("-")[2],
         "the token pins the new root",
       );
-      const refused = await shoal([
-        "swarm",
-        "join",
-        "--token",
-        oldToken,
-        "--data-dir",
-        `${dir}/old`,
-        managerAddr,
-      ]);
+      const refused = await shoal(
+        joinArgs({ dataDir: `${dir}/old`, token: oldToken, addr: managerAddr }),
+      );
       assert.notEqual(refused.code, 0);
       assert.match(refused.stderr, /does not match the join token|not this swarm's current/);
-      const w2 = new NodeProcess("worker2", [
-        "swarm",
-        "join",
-        "--token",
-        newToken,
-        "--data-dir",
-        `${dir}/w2`,
-        managerAddr,
-      ]);
+      const w2 = new NodeProcess(
+        "worker2",
+        joinArgs({ dataDir: `${dir}/w2`, token: newToken, addr: managerAddr }),
+      );
       nodes.push(w2);
       await w2.waitFor(/This node joined a swarm as a worker/);
       await w2.waitFor(/Press Ctrl-C to stop/);

@@ -5,7 +5,7 @@
  * failing task is retried under the restart policy; `service update --force` runs the job again.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, until } from "./_processes.ts";
 
 interface DockerTask {
   ID: string;
@@ -34,31 +34,18 @@ Deno.test("jobs of process tasks run to completion on a manager and a worker", a
     return r.stdout.trimEnd().split("\n")[1].trim().split(/\s{2,}/);
   };
   try {
-    const m = new NodeProcess("manager", [
-      "swarm",
-      "init",
-      "--data-dir",
-      `${dir}/m`,
-      "--listen-addr",
-      `127.0.0.1:${clusterPort}`,
-      "--api-addr",
-      `127.0.0.1:${apiPort}`,
-      "--dispatcher-heartbeat",
-      "500ms",
-      "--sync",
-      "off",
-    ]);
+    const m = new NodeProcess(
+      "manager",
+      initArgs({
+        dataDir: `${dir}/m`,
+        listen: `127.0.0.1:${clusterPort}`,
+        apiPort,
+        heartbeat: "500ms",
+      }),
+    );
     nodes.push(m);
     const [, token, addr] = await m.waitFor(/--token (SWMTKN-\S+) (127\.0\.0\.1:\d+)/);
-    const w = new NodeProcess("worker", [
-      "swarm",
-      "join",
-      "--token",
-      token,
-      "--data-dir",
-      `${dir}/w`,
-      addr,
-    ]);
+    const w = new NodeProcess("worker", joinArgs({ dataDir: `${dir}/w`, token, addr }));
     nodes.push(w);
     await w.waitFor(/Press Ctrl-C to stop/);
     await until("2 ready nodes", async () => {

@@ -7,7 +7,15 @@
  * across those hops too.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+import {
+  freePorts,
+  initArgs,
+  initOutput,
+  joinArgs,
+  NodeProcess,
+  shoal,
+  until,
+} from "./_processes.ts";
 
 interface ApiNode {
   ID: string;
@@ -42,56 +50,40 @@ Deno.test({
     const taskOf = new Map<string, string>();
 
     await t.step("a leader, a follower manager and a worker", async () => {
-      const m1 = new NodeProcess("m1", [
-        "swarm",
-        "init",
-        "--data-dir",
-        `${dir}/m1`,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        `127.0.0.1:${api[0]}`,
-        "--dispatcher-heartbeat",
-        "500ms",
-        "--sync",
-        "off",
-      ]);
-      procs.push(m1);
-      const [, id, workerToken, addr] = await m1.waitFor(
-        /current node \(([0-9a-z]{25})\).*\n\n.*\n\n {4}shoal swarm join --token (\S+) (127\.0\.0\.1:\d+)/s,
+      const m1 = new NodeProcess(
+        "m1",
+        initArgs({
+          dataDir: `${dir}/m1`,
+          listen: "127.0.0.1:0",
+          apiPort: api[0],
+          heartbeat: "500ms",
+        }),
       );
+      procs.push(m1);
+      const { id, token: workerToken, addr } = await initOutput(m1);
       ids.push(id);
       await m1.waitFor(/Press Ctrl-C to stop/);
       const mt = await shoal([...host(0), "swarm", "join-token", "-q", "manager"]);
       assert.equal(mt.code, 0, mt.stderr);
-      const m2 = new NodeProcess("m2", [
-        "swarm",
-        "join",
-        "--token",
-        mt.stdout.trim(),
-        "--data-dir",
-        `${dir}/m2`,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        `127.0.0.1:${api[1]}`,
-        addr,
-      ]);
+      const m2 = new NodeProcess(
+        "m2",
+        joinArgs({
+          dataDir: `${dir}/m2`,
+          token: mt.stdout.trim(),
+          addr,
+          extra: ["--listen-addr", "127.0.0.1:0", "--api-addr", `127.0.0.1:${api[1]}`],
+        }),
+      );
       procs.push(m2);
       const [, m2id] = await m2.waitFor(
         /This node joined a swarm as a manager\.\n\n {2}node {7}([0-9a-z]{25}), manager/,
       );
       ids.push(m2id);
       await m2.waitFor(/Press Ctrl-C to stop/);
-      const w = new NodeProcess("w", [
-        "swarm",
-        "join",
-        "--token",
-        workerToken,
-        "--data-dir",
-        `${dir}/w`,
-        addr,
-      ]);
+      const w = new NodeProcess(
+        "w",
+        joinArgs({ dataDir: `${dir}/w`, token: workerToken, addr }),
+      );
       procs.push(w);
       const [, wid] = await w.waitFor(/joined a swarm as a worker\.\n\n {2}node {7}([0-9a-z]{25})/);
       ids.push(wid);

@@ -7,7 +7,16 @@
  * restarts, and a manager leaves the Raft group cleanly.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, sleep, until } from "./_processes.ts";
+import {
+  freePorts,
+  initArgs,
+  initOutput,
+  joinArgs,
+  NodeProcess,
+  shoal,
+  sleep,
+  until,
+} from "./_processes.ts";
 
 interface ApiNode {
   ID: string;
@@ -75,23 +84,16 @@ Deno.test({
     let firstAddr = "";
 
     await t.step("init, then two managers join with the manager token", async () => {
-      const m1 = start(0, [
-        "swarm",
-        "init",
-        "--data-dir",
-        `${dir}/m1`,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        `127.0.0.1:${api[0]}`,
-        "--dispatcher-heartbeat",
-        "500ms",
-        "--sync",
-        "off",
-      ]);
-      const [, id, token, addr] = await m1.waitFor(
-        /current node \(([0-9a-z]{25})\).*\n\n.*\n\n {4}shoal swarm join --token (\S+) (127\.0\.0\.1:\d+)/s,
+      const m1 = start(
+        0,
+        initArgs({
+          dataDir: `${dir}/m1`,
+          listen: "127.0.0.1:0",
+          apiPort: api[0],
+          heartbeat: "500ms",
+        }),
       );
+      const { id, token, addr } = await initOutput(m1);
       ids.push(id);
       workerToken = token;
       firstAddr = addr;
@@ -100,19 +102,15 @@ Deno.test({
       assert.equal(mt.code, 0, mt.stderr);
       managerToken = mt.stdout.trim();
       for (const i of [1, 2]) {
-        const m = start(i, [
-          "swarm",
-          "join",
-          "--token",
-          managerToken,
-          "--data-dir",
-          `${dir}/m${i + 1}`,
-          "--listen-addr",
-          "127.0.0.1:0",
-          "--api-addr",
-          `127.0.0.1:${api[i]}`,
-          firstAddr,
-        ]);
+        const m = start(
+          i,
+          joinArgs({
+            dataDir: `${dir}/m${i + 1}`,
+            token: managerToken,
+            addr: firstAddr,
+            extra: ["--listen-addr", "127.0.0.1:0", "--api-addr", `127.0.0.1:${api[i]}`],
+          }),
+        );
         const [, nid] = await m.waitFor(
           /This node joined a swarm as a manager\.\n\n {2}node {7}([0-9a-z]{25}), manager/,
         );
@@ -165,15 +163,10 @@ Deno.test({
     await t.step("a worker that dials a follower is sent to the leader", async () => {
       const followerAddr = (await get<ApiNode[]>(1, "/nodes")).find((n) => n.ID === ids[1])!
         .ManagerStatus!.Addr;
-      const w = new NodeProcess("w", [
-        "swarm",
-        "join",
-        "--token",
-        workerToken,
-        "--data-dir",
-        `${dir}/w`,
-        followerAddr,
-      ]);
+      const w = new NodeProcess(
+        "w",
+        joinArgs({ dataDir: `${dir}/w`, token: workerToken, addr: followerAddr }),
+      );
       procs[3] = w;
       const [, wid] = await w.waitFor(/joined a swarm as a worker\.\n\n {2}node {7}([0-9a-z]{25})/);
       await until("the worker is ready", async () => {

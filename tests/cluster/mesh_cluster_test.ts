@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import * as dgram from "node:dgram";
-import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, until } from "./_processes.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const deno = `${root}node_modules/deno/deno`;
@@ -61,41 +61,27 @@ Deno.test({
   const host = ["--host", `tcp://127.0.0.1:${api}`];
   const procs: NodeProcess[] = [];
   try {
-    const m = new NodeProcess("m", [
-      "swarm",
-      "init",
-      "--data-dir",
-      `${dir}/m`,
-      "--listen-addr",
-      `${ipM}:0`,
-      "--advertise-addr",
-      ipM,
-      "--api-addr",
-      `127.0.0.1:${api}`,
-      "--dispatcher-heartbeat",
-      "500ms",
-      "--sync",
-      "off",
-      "--log-level",
-      "info",
-    ]);
+    const m = new NodeProcess(
+      "m",
+      initArgs({
+        dataDir: `${dir}/m`,
+        listen: `${ipM}:0`,
+        apiPort: api,
+        heartbeat: "500ms",
+        extra: ["--advertise-addr", ipM, "--log-level", "info"],
+      }),
+    );
     procs.push(m);
     const [, token, addr] = await m.waitFor(/shoal swarm join --token (\S+) (127\.0\.0\.\d+:\d+)/);
-    const w = new NodeProcess("w", [
-      "swarm",
-      "join",
-      "--token",
-      token,
-      "--data-dir",
-      `${dir}/w`,
-      "--listen-addr",
-      `${ipW}:0`,
-      "--advertise-addr",
-      ipW,
-      "--log-level",
-      "info",
-      addr,
-    ]);
+    const w = new NodeProcess(
+      "w",
+      joinArgs({
+        dataDir: `${dir}/w`,
+        token,
+        addr,
+        extra: ["--listen-addr", `${ipW}:0`, "--advertise-addr", ipW, "--log-level", "info"],
+      }),
+    );
     procs.push(w);
     await w.waitFor(/joined a swarm as a worker/);
     await until("2 ready nodes", async () => {

@@ -5,7 +5,7 @@
  * tasks move; joins with bad tokens and a removed node's certificate are refused.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, sleep, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, sleep, until } from "./_processes.ts";
 
 const HEARTBEAT_MS = 500;
 
@@ -70,20 +70,15 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
     const dataDirOf = new Map<string, string>();
 
     await t.step("swarm init prints Docker's text and runs the manager", async () => {
-      const m = new NodeProcess("manager", [
-        "swarm",
-        "init",
-        "--data-dir",
-        `${dir}/m`,
-        "--listen-addr",
-        `127.0.0.1:${clusterPort}`,
-        "--api-addr",
-        `127.0.0.1:${apiPort}`,
-        "--dispatcher-heartbeat",
-        `${HEARTBEAT_MS}ms`,
-        "--sync",
-        "off",
-      ]);
+      const m = new NodeProcess(
+        "manager",
+        initArgs({
+          dataDir: `${dir}/m`,
+          listen: `127.0.0.1:${clusterPort}`,
+          apiPort,
+          heartbeat: `${HEARTBEAT_MS}ms`,
+        }),
+      );
       nodes.push(m);
       await m.waitFor(/Press Ctrl-C to stop/);
       const match = m.stdout.match(
@@ -97,15 +92,10 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
 
     await t.step("two workers join as separate processes", async () => {
       for (const name of ["w1", "w2"]) {
-        const w = new NodeProcess(name, [
-          "swarm",
-          "join",
-          "--token",
-          token,
-          "--data-dir",
-          `${dir}/${name}`,
-          managerAddr,
-        ]);
+        const w = new NodeProcess(
+          name,
+          joinArgs({ dataDir: `${dir}/${name}`, token, addr: managerAddr }),
+        );
         nodes.push(w);
         const [, id] = await w.waitFor(
           /This node joined a swarm as a worker\.\n\n {2}node {7}([0-9a-z]{25}), worker/,
@@ -229,15 +219,13 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
 
     await t.step("a wrong token and a rotated token are refused", async () => {
       const digest = token.split("-")[2];
-      const wrong = await shoal([
-        "swarm",
-        "join",
-        "--token",
-        `SWMTKN-1-${digest}-${"0".repeat(25)}`,
-        "--data-dir",
-        `${dir}/x`,
-        managerAddr,
-      ]);
+      const wrong = await shoal(
+        joinArgs({
+          dataDir: `${dir}/x`,
+          token: `SWMTKN-1-${digest}-${"0".repeat(25)}`,
+          addr: managerAddr,
+        }),
+      );
       assert.equal(wrong.code, 1);
       assert.match(
         wrong.stderr,
@@ -247,15 +235,7 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
       assert.equal(rotated.code, 0, rotated.stderr);
       const fresh = rotated.stdout.trim();
       assert.notEqual(fresh, token);
-      const old = await shoal([
-        "swarm",
-        "join",
-        "--token",
-        token,
-        "--data-dir",
-        `${dir}/x`,
-        managerAddr,
-      ]);
+      const old = await shoal(joinArgs({ dataDir: `${dir}/x`, token, addr: managerAddr }));
       assert.equal(old.code, 1);
       assert.match(old.stderr, /A valid join token is necessary.*it may have been rotated/);
       // A rotated manager token is refused the same way (joining as a manager works: see
@@ -271,15 +251,9 @@ Deno.test("one manager and two workers as processes: spread, kill -9, refusals",
       ]);
       assert.equal(rotatedManager.code, 0, rotatedManager.stderr);
       assert.notEqual(rotatedManager.stdout.trim(), manager.stdout.trim());
-      const asManager = await shoal([
-        "swarm",
-        "join",
-        "--token",
-        manager.stdout.trim(),
-        "--data-dir",
-        `${dir}/x`,
-        managerAddr,
-      ]);
+      const asManager = await shoal(
+        joinArgs({ dataDir: `${dir}/x`, token: manager.stdout.trim(), addr: managerAddr }),
+      );
       assert.equal(asManager.code, 1);
       assert.match(asManager.stderr, /A valid join token is necessary.*it may have been rotated/);
       assert.equal((await nodeLs()).size, 3, "no node registered by a refused join");

@@ -6,7 +6,7 @@
  * its snapshot and still does; the log tools read its compacted log offline.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+import { freePorts, initArgs, joinArgs, NodeProcess, shoal, until } from "./_processes.ts";
 
 interface Timeline {
   firstIndex: number;
@@ -39,19 +39,13 @@ Deno.test({
     procs[i] = p;
     return p;
   };
-  const joinArgs = (i: number, token: string, addr: string) => [
-    "swarm",
-    "join",
-    "--token",
-    token,
-    "--data-dir",
-    `${dir}/m${i + 1}`,
-    "--listen-addr",
-    "127.0.0.1:0",
-    "--api-addr",
-    `127.0.0.1:${api[i]}`,
-    addr,
-  ];
+  const managerJoinArgs = (i: number, token: string, addr: string) =>
+    joinArgs({
+      dataDir: `${dir}/m${i + 1}`,
+      token,
+      addr,
+      extra: ["--listen-addr", "127.0.0.1:0", "--api-addr", `127.0.0.1:${api[i]}`],
+    });
   const expected = Array.from({ length: SERVICES }, (_, i) => `svc${i}`);
   const sameServices = async (i: number) => {
     let last: string[] = [];
@@ -65,18 +59,10 @@ Deno.test({
     let firstAddr = "";
 
     await t.step("three managers: init, then two join", async () => {
-      const m1 = start(0, [
-        "swarm",
-        "init",
-        "--data-dir",
-        `${dir}/m1`,
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        `127.0.0.1:${api[0]}`,
-        "--sync",
-        "off",
-      ]);
+      const m1 = start(
+        0,
+        initArgs({ dataDir: `${dir}/m1`, listen: "127.0.0.1:0", apiPort: api[0] }),
+      );
       const [, addr] = await m1.waitFor(/shoal swarm join --token \S+ (127\.0\.0\.1:\d+)/);
       firstAddr = addr;
       await m1.waitFor(/Press Ctrl-C to stop/);
@@ -84,7 +70,7 @@ Deno.test({
       assert.equal(mt.code, 0, mt.stderr);
       token = mt.stdout.trim();
       for (const i of [1, 2]) {
-        const m = start(i, joinArgs(i, token, firstAddr));
+        const m = start(i, managerJoinArgs(i, token, firstAddr));
         await m.waitFor(/This node joined a swarm as a manager/);
         await m.waitFor(/Press Ctrl-C to stop/);
       }
@@ -118,7 +104,7 @@ Deno.test({
     });
 
     await t.step("a new manager joins and catches up from a snapshot", async () => {
-      const m4 = start(3, joinArgs(3, token, firstAddr));
+      const m4 = start(3, managerJoinArgs(3, token, firstAddr));
       await m4.waitFor(/This node joined a swarm as a manager/, 60_000);
       await m4.waitFor(/Press Ctrl-C to stop/);
       // Its log starts after a snapshot: it never received the early entries.

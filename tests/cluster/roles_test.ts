@@ -4,7 +4,15 @@
  * first, and the old leader carries on as a worker.
  */
 import assert from "node:assert/strict";
-import { freePorts, NodeProcess, shoal, until } from "./_processes.ts";
+import {
+  freePorts,
+  initArgs,
+  initOutput,
+  joinArgs,
+  NodeProcess,
+  shoal,
+  until,
+} from "./_processes.ts";
 
 interface ApiNode {
   ID: string;
@@ -29,39 +37,28 @@ Deno.test({
     return await res.json() as ApiNode[];
   };
   try {
-    const m = new NodeProcess("m", [
-      "swarm",
-      "init",
-      "--data-dir",
-      `${dir}/m`,
-      "--listen-addr",
-      "127.0.0.1:0",
-      "--api-addr",
-      `127.0.0.1:${apiM}`,
-      "--dispatcher-heartbeat",
-      "500ms",
-      "--sync",
-      "off",
-    ]);
-    procs.push(m);
-    const [, mid, token, addr] = await m.waitFor(
-      /current node \(([0-9a-z]{25})\).*\n\n.*\n\n {4}shoal swarm join --token (\S+) (127\.0\.0\.1:\d+)/s,
+    const m = new NodeProcess(
+      "m",
+      initArgs({ dataDir: `${dir}/m`, listen: "127.0.0.1:0", apiPort: apiM, heartbeat: "500ms" }),
     );
-    const w = new NodeProcess("w", [
-      "swarm",
-      "join",
-      "--token",
-      token,
-      "--data-dir",
-      `${dir}/w`,
-      "--listen-addr",
-      "127.0.0.1:0",
-      "--api-addr",
-      `127.0.0.1:${apiW}`,
-      "--log-level",
-      "info",
-      addr,
-    ]);
+    procs.push(m);
+    const { id: mid, token, addr } = await initOutput(m);
+    const w = new NodeProcess(
+      "w",
+      joinArgs({
+        dataDir: `${dir}/w`,
+        token,
+        addr,
+        extra: [
+          "--listen-addr",
+          "127.0.0.1:0",
+          "--api-addr",
+          `127.0.0.1:${apiW}`,
+          "--log-level",
+          "info",
+        ],
+      }),
+    );
     procs.push(w);
     const [, wid] = await w.waitFor(/joined a swarm as a worker\.\n\n {2}node {7}([0-9a-z]{25})/);
     await until(

@@ -21,7 +21,7 @@
  * removes everything it uses: namespaces, links, node processes and their task processes.
  */
 import assert from "node:assert/strict";
-import { sleep, until } from "./_processes.ts";
+import { joinArgs, sleep, until } from "./_processes.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const deno = `${root}node_modules/deno/deno`;
@@ -421,21 +421,22 @@ Deno.test({
     nodes.push(manager);
     const [, token] = await manager.waitFor(/shoal swarm join --token (\S+) /);
     for (const n of [n2, n3]) {
-      const worker = new NsNode(n, [
-        "swarm",
-        "join",
-        "--token",
-        token,
-        "--data-dir",
-        `${dir}/${n.name}`,
-        "--listen-addr",
-        `${n.addr}:4377`,
-        "--advertise-addr",
-        n.addr,
-        "--log-level",
-        "info",
-        `${n1.addr}:4377`,
-      ]);
+      const worker = new NsNode(
+        n,
+        joinArgs({
+          dataDir: `${dir}/${n.name}`,
+          token,
+          addr: `${n1.addr}:4377`,
+          extra: [
+            "--listen-addr",
+            `${n.addr}:4377`,
+            "--advertise-addr",
+            n.addr,
+            "--log-level",
+            "info",
+          ],
+        }),
+      );
       nodes.push(worker);
       await worker.waitFor(/joined a swarm as a worker/);
     }
