@@ -208,6 +208,34 @@ export function exitError(code: number, cause?: string): string {
   return cause ? `task: non-zero exit (${code}): ${cause}` : `task: non-zero exit (${code})`;
 }
 
+/** Why a running task was asked to stop: a request (a stop, a scale down), or failed health. */
+export type StopCause = "request" | "unhealthy";
+
+/**
+ * Reports how a task that ran ended, in SwarmKit's words: shut down when it was asked to stop,
+ * complete on exit code 0, failed otherwise, and failed as an "unhealthy process" (or
+ * container: `what`) when its health check stopped it.
+ */
+export function reportExit(
+  reporter: TaskStatusReporter,
+  exitCode: number,
+  cause: StopCause | undefined,
+  what: "process" | "container",
+): void {
+  if (cause === "unhealthy") {
+    const err = exitCode === 0
+      ? `task: unhealthy ${what}`
+      : exitError(exitCode, `unhealthy ${what}`);
+    reporter.fail(err, { exitCode });
+  } else if (cause === "request") {
+    reporter.advance("shutdown", "shutdown", { exitCode });
+  } else if (exitCode === 0) {
+    reporter.advance("complete", "finished", { exitCode });
+  } else {
+    reporter.fail(exitError(exitCode), { exitCode });
+  }
+}
+
 /** What a status move may carry besides state and message. */
 export interface StatusDetails {
   err?: string;

@@ -65,11 +65,12 @@ import {
   type Executor,
   type ExecutorOptions,
   type ExecutorTask,
-  exitError,
   type ExitStatus,
   prepareSteps,
+  reportExit,
   type RuntimeSettings,
   runtimeSettings,
+  type StopCause,
   TaskFailure,
   taskName,
   TaskNotRunError,
@@ -171,7 +172,7 @@ export class DockerExecutor implements Executor {
   readonly #exit = deferred<ExitStatus>();
   /** Settles when `start()` may return: the task runs, or it ended. */
   readonly #startSettled = deferred<void>();
-  #stopCause: "request" | "unhealthy" | undefined;
+  #stopCause: StopCause | undefined;
   #stopSent = false;
   #killDeadline = Infinity;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
@@ -416,20 +417,8 @@ export class DockerExecutor implements Executor {
     await this.#agentHealth?.stop().catch(() => {});
     const reporter = this.#reporter;
     this.#end(() => {
-      if (code === undefined) {
-        reporter.fail("task: the container was removed while it ran");
-      } else if (this.#stopCause === "unhealthy") {
-        const err = code === 0
-          ? "task: unhealthy container"
-          : exitError(code, "unhealthy container");
-        reporter.fail(err, { exitCode: code });
-      } else if (this.#stopCause === "request") {
-        reporter.advance("shutdown", "shutdown", { exitCode: code });
-      } else if (code === 0) {
-        reporter.advance("complete", "finished", { exitCode: code });
-      } else {
-        reporter.fail(exitError(code), { exitCode: code });
-      }
+      if (code === undefined) reporter.fail("task: the container was removed while it ran");
+      else reportExit(reporter, code, this.#stopCause, "container");
     }, { code: code ?? 255, signal: null });
   }
 

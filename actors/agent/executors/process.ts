@@ -33,12 +33,13 @@ import {
   type Executor,
   type ExecutorOptions,
   type ExecutorTask,
-  exitError,
   type ExitStatus,
   failureMessage,
   prepareSteps,
+  reportExit,
   type RuntimeSettings,
   runtimeSettings,
+  type StopCause,
   TaskFailure,
   taskName,
   TaskNotRunError,
@@ -111,7 +112,7 @@ export class ProcessExecutor implements Executor {
   /** Settles when `start()` may return: the task runs, or it ended. */
   readonly #startSettled = deferred<void>();
   /** Why the program is being stopped: a request (shutdown) or ill health (failure). */
-  #stopCause: "request" | "unhealthy" | undefined;
+  #stopCause: StopCause | undefined;
   #stopSignalSent = false;
   #killDeadline = Infinity;
   #killTimer: ReturnType<typeof setTimeout> | undefined;
@@ -302,21 +303,10 @@ export class ProcessExecutor implements Executor {
     await log.close().catch(() => {});
     if (this.#dir) await Deno.remove(this.#dir.pidFile).catch(() => {});
     const reporter = this.#reporter;
-    const exitCode = status.code;
-    this.#end(() => {
-      if (this.#stopCause === "unhealthy") {
-        const err = exitCode === 0
-          ? "task: unhealthy process"
-          : exitError(exitCode, "unhealthy process");
-        reporter.fail(err, { exitCode });
-      } else if (this.#stopCause === "request") {
-        reporter.advance("shutdown", "shutdown", { exitCode });
-      } else if (exitCode === 0) {
-        reporter.advance("complete", "finished", { exitCode });
-      } else {
-        reporter.fail(exitError(exitCode), { exitCode });
-      }
-    }, { code: status.code, signal: status.signal });
+    this.#end(
+      () => reportExit(reporter, status.code, this.#stopCause, "process"),
+      { code: status.code, signal: status.signal },
+    );
   }
 
   /** Makes the final move, then settles `wait()` and `start()`. */
