@@ -203,8 +203,10 @@ export class Transport {
       }, onSocket)
       : net.createServer(onSocket);
     if (t) {
-      server.on("tlsClientError", (err: Error) => {
+      server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
         this.#logger.warn(`raft ${this.id}: refused a TLS client: ${err.message}`);
+        // Not left to the runtime: a refused client must not keep a socket of this server.
+        socket?.destroy();
       });
     }
     server.on("error", (err: Error) => this.#logger.error(`raft ${this.id}: server: ${err}`));
