@@ -49,6 +49,7 @@ import { NodeDescription, ShoalEvent, type TaskSpec, TaskStatus } from "../event
 import { COMMAND_KINDS } from "../actors/commands.ts";
 import type { TaskRecord } from "../actors/state.ts";
 import type { TaskAddressing } from "../actors/agent/task_addressing.ts";
+import type { Credentials } from "./identity.ts";
 
 /** Version of this protocol, in `hello` and `join`. */
 export const PROTOCOL_VERSION = 1;
@@ -463,19 +464,12 @@ export function splitHostPort(addr: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
 }
 
-/** A node's TLS identity: its key and certificate (PEM) and the swarm's root CA. */
-export interface NodeTlsIdentity {
-  readonly key: string;
-  readonly cert: string;
-  readonly ca: string;
-}
-
 /**
  * Opens a mutual-TLS connection to a manager's cluster port (`host:port`) with a node's
  * certificate; the manager must present a certificate of the same root naming
  * {@linkcode MANAGER_SERVERNAME}. Throws a `RangeError` for an invalid address.
  */
-export function dialManager(addr: string, identity: NodeTlsIdentity): tls.TLSSocket {
+export function dialManager(addr: string, identity: Credentials): tls.TLSSocket {
   const { host, port } = splitHostPort(addr);
   return tls.connect({
     host,

@@ -187,16 +187,6 @@ export async function readCredentials(
   return { key: openKey(key, paths.key, sealing), cert, ca };
 }
 
-/** Whether the node's key file is stored sealed (false when there is none). */
-export async function credentialsSealed(dataDir: string): Promise<boolean> {
-  try {
-    return isSealedKey(await Deno.readTextFile(credentialPaths(dataDir).key));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
-}
-
 /** Writes to the certificates of one data dir in turn (a reseal must not undo a renewal). */
 const writers = new Map<string, Promise<unknown>>();
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { AtRestCipher, DEK_BYTES } from "../events/at_rest_cipher.ts";
 import {
   credentialPaths,
-  credentialsSealed,
+  isSealedKey,
   readCredentials,
   resealCredentials,
   SealedKeyError,
@@ -36,7 +36,7 @@ Deno.test("with autolock the key file is sealed, and opens only with the data ke
     assert.match(text, /^-----BEGIN SHOAL SEALED PRIVATE KEY-----\n/);
     assert.ok(!text.includes("MIGHAgEAMBMG"), "no byte of the key in clear");
     assert.equal((await Deno.stat(credentialPaths(dir).key)).mode! & 0o777, 0o600);
-    assert.equal(await credentialsSealed(dir), true);
+    assert.equal(isSealedKey(await Deno.readTextFile(credentialPaths(dir).key)), true);
     assert.deepEqual(await readCredentials(dir, k), CREDS);
     await assert.rejects(readCredentials(dir), SealedKeyError, "sealed by autolock");
     await assert.rejects(readCredentials(dir, keys(true)), SealedKeyError, "does not open");
@@ -50,12 +50,12 @@ Deno.test("resealing follows autolock: plain when off, sealed when on, the same 
   try {
     const k = keys(false);
     await writeCredentials(dir, CREDS, k);
-    assert.equal(await credentialsSealed(dir), false);
+    assert.equal(isSealedKey(await Deno.readTextFile(credentialPaths(dir).key)), false);
     assert.equal(await Deno.readTextFile(credentialPaths(dir).key), CREDS.key);
     assert.equal(await resealCredentials(dir, k), false, "already as it should be");
     const on = { ...k, autolock: true };
     assert.equal(await resealCredentials(dir, on), true);
-    assert.equal(await credentialsSealed(dir), true);
+    assert.equal(isSealedKey(await Deno.readTextFile(credentialPaths(dir).key)), true);
     assert.deepEqual(await readCredentials(dir, on), CREDS);
     assert.equal(await resealCredentials(dir, k), true);
     assert.equal(await Deno.readTextFile(credentialPaths(dir).key), CREDS.key);

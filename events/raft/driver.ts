@@ -37,8 +37,8 @@
  * the next one 1.5 ticks after that, if still needed, and so on (three rounds at most). A
  * voter still a candidate at its next turn lost its election (two voters whose timers fired
  * together split the vote) and campaigns again at a higher term, rather than waiting out its
- * randomised timeout. Campaigning early is always safe in Raft; pre-vote and check-quorum keep it from disrupting
- * a leader that is in fact alive (a voter that still hears from the leader ignores the
+ * randomised timeout. Campaigning early is always safe in Raft; pre-vote and check-quorum keep
+ * it from disrupting a leader that is in fact alive (a voter that still hears from the leader ignores the
  * pre-vote). Without this, failover takes the randomised 1-2 s election timeout; a network
  * partition (no connection closes) still does.
  *

@@ -634,10 +634,7 @@ export class SqliteStorage implements Storage {
 
   /** Switches SQLite's sync for the next commit: the configured mode, or off for this one. */
   #setSync(sync: boolean): void {
-    const want: SyncMode = !sync ? "off" : this.#deferSync ? "normal" : this.synchronous;
-    if (want === this.#sync) return;
-    this.#db.exec(`PRAGMA synchronous = ${want.toUpperCase()}`);
-    this.#sync = want;
+    this.#useSync(!sync ? "off" : this.#deferSync ? "normal" : this.synchronous);
   }
 
   /**
@@ -648,7 +645,10 @@ export class SqliteStorage implements Storage {
    * keeps a sync of a large snapshot off the caller's event loop.
    */
   #setSyncLater(): void {
-    const want: SyncMode = this.synchronous === "full" ? "normal" : this.synchronous;
+    this.#useSync(this.synchronous === "full" ? "normal" : this.synchronous);
+  }
+
+  #useSync(want: SyncMode): void {
     if (want === this.#sync) return;
     this.#db.exec(`PRAGMA synchronous = ${want.toUpperCase()}`);
     this.#sync = want;

@@ -300,18 +300,10 @@ export class DnsServer {
     client.setTimeout(TCP_IDLE_MS, () => client.destroy());
     client.on("error", () => {});
     client.on("close", () => this.#tcpClients.delete(client));
-    let buf = new Uint8Array(0);
+    const messages = new TcpMessages();
     let queue = Promise.resolve();
     client.on("data", (chunk: Uint8Array) => {
-      const joined = new Uint8Array(buf.length + chunk.length);
-      joined.set(buf);
-      joined.set(chunk, buf.length);
-      buf = joined;
-      while (buf.length >= 2) {
-        const len = (buf[0] << 8) | buf[1];
-        if (buf.length < 2 + len) break;
-        const query = buf.slice(2, 2 + len);
-        buf = buf.slice(2 + len);
+      for (const query of messages.push(chunk)) {
         // In order: a client may send several questions before reading.
         queue = queue.then(() => this.#answerTcp(query, client)).catch((err) => {
           this.#opts.logger?.warn(`mesh dns (tcp): a query failed: ${err}`);
@@ -332,12 +324,7 @@ export class DnsServer {
     );
     if (answer === undefined) return;
     const reply = answer === "forward" ? await this.#forwardTcp(query) : answer;
-    if (client.destroyed) return;
-    const out = new Uint8Array(2 + reply.length);
-    out[0] = reply.length >> 8;
-    out[1] = reply.length & 0xff;
-    out.set(reply, 2);
-    client.write(out);
+    if (!client.destroyed) client.write(tcpMessage(reply));
   }
 
   /** Asks the first upstream over TCP; SERVFAIL when it cannot answer in time. */
@@ -346,30 +333,23 @@ export class DnsServer {
     if (upstream === undefined) return Promise.resolve(this.#failure(query.slice()));
     return new Promise((resolve) => {
       const socket = net.connect({ host: upstream.host, port: upstream.port });
-      let buf = new Uint8Array(0);
+      const messages = new TcpMessages();
+      let settled = false;
       const done = (reply: Uint8Array) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         socket.destroy();
         resolve(reply);
       };
-      const timer = setTimeout(() => done(this.#failure(query.slice())), UPSTREAM_TIMEOUT_MS);
-      socket.on("error", () => done(this.#failure(query.slice())));
-      socket.on("close", () => done(this.#failure(query.slice())));
-      socket.on("connect", () => {
-        const out = new Uint8Array(2 + query.length);
-        out[0] = query.length >> 8;
-        out[1] = query.length & 0xff;
-        out.set(query, 2);
-        socket.write(out);
-      });
+      const fail = () => done(this.#failure(query.slice()));
+      const timer = setTimeout(fail, UPSTREAM_TIMEOUT_MS);
+      socket.on("error", fail);
+      socket.on("close", fail);
+      socket.on("connect", () => socket.write(tcpMessage(query)));
       socket.on("data", (chunk: Uint8Array) => {
-        const joined = new Uint8Array(buf.length + chunk.length);
-        joined.set(buf);
-        joined.set(chunk, buf.length);
-        buf = joined;
-        if (buf.length >= 2 && buf.length >= 2 + ((buf[0] << 8) | buf[1])) {
-          done(buf.slice(2, 2 + ((buf[0] << 8) | buf[1])));
-        }
+        const [reply] = messages.push(chunk);
+        if (reply !== undefined) done(reply);
       });
     });
   }
@@ -401,4 +381,34 @@ function truncated(response: DnsMessage, opt: DnsRecord[], limit: number): Uint8
     answers: response.answers.slice(0, lo),
     additionals: opt,
   });
+}
+
+/** A DNS message as sent over TCP: a two-byte length, then the message. */
+function tcpMessage(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(2 + message.length);
+  out[0] = message.length >> 8;
+  out[1] = message.length & 0xff;
+  out.set(message, 2);
+  return out;
+}
+
+/** Splits a TCP stream of DNS messages (each after its two-byte length) as it arrives. */
+class TcpMessages {
+  #buf = new Uint8Array(0);
+
+  /** Takes a chunk; returns the messages it completed. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    const joined = new Uint8Array(this.#buf.length + chunk.length);
+    joined.set(this.#buf);
+    joined.set(chunk, this.#buf.length);
+    this.#buf = joined;
+    const out: Uint8Array[] = [];
+    while (this.#buf.length >= 2) {
+      const len = (this.#buf[0] << 8) | this.#buf[1];
+      if (this.#buf.length < 2 + len) break;
+      out.push(this.#buf.slice(2, 2 + len));
+      this.#buf = this.#buf.slice(2 + len);
+    }
+    return out;
+  }
 }

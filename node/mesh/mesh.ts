@@ -648,13 +648,8 @@ export class Mesh {
     try {
       return await trunk.openStream(addr, port);
     } catch (err) {
-      throw new Error(
-        `node ${task.nodeId} could not reach ${addr}:${port}: ${
-          (err as { status?: number }).status === 1
-            ? "refused (not a task of that node)"
-            : (err as Error).message
-        }`,
-      );
+      // The trunk's error names the target and why (refused, unreachable, timed out).
+      throw new Error(`node ${task.nodeId}: ${(err as Error).message}`);
     }
   }
 

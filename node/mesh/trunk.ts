@@ -25,7 +25,7 @@
  *
  * @module
  */
-import * as dgram from "node:dgram";
+import { localUdpTarget, type UdpTarget } from "./udp.ts";
 import type { HeldSocket } from "./peer.ts";
 
 /** What a trunk runs over: a TLS connection (a `node:tls` socket). */
@@ -142,9 +142,8 @@ interface Stream {
   finished: PromiseWithResolvers<void>;
   /** For a UDP flow: where datagrams go. */
   onDatagram: ((datagram: Uint8Array) => void) | undefined;
-  /** For a UDP flow on the endpoint: its socket to the task, and the task's address. */
-  udp: dgram.Socket | undefined;
-  udpTarget: { addr: string; port: number } | undefined;
+  /** For a UDP flow on the endpoint: the way to the task. */
+  udp: UdpTarget | undefined;
 }
 
 /** Why an OPEN failed: the endpoint's status byte, or -1 when the trunk went. */
@@ -320,7 +319,6 @@ export class Trunk {
       finished: Promise.withResolvers<void>(),
       onDatagram: undefined,
       udp: undefined,
-      udpTarget: undefined,
     };
     this.#streams.set(id, s);
     return s;
@@ -471,24 +469,17 @@ export class Trunk {
     });
   }
 
-  /** Endpoint side of a UDP flow: a socket of its own towards the task, answers come back. */
+  /** Endpoint side of a UDP flow: the task's answers come back as datagrams of the stream. */
   #openUdp(s: Stream, addr: string, port: number): void {
-    const socket = dgram.createSocket(addr.includes(":") ? "udp6" : "udp4");
-    s.udp = socket;
-    s.udpTarget = { addr, port };
-    socket.on("message", (msg: Uint8Array, from: dgram.RemoteInfo) => {
-      // Only the task's answers: the socket's port is open to anyone on the machine.
-      if (from.port !== port || from.address !== addr || s.closed) return;
-      if (this.#transport.backlog > MAX_DGRAM_BACKLOG) return;
+    s.udp = localUdpTarget(addr, port, (msg) => {
+      if (s.closed || this.#transport.backlog > MAX_DGRAM_BACKLOG) return;
       this.#frame(DGRAM, s.id, msg);
-    });
-    socket.on("error", () => this.#reset(s, true));
+    }, () => this.#reset(s, true));
   }
 
   #sendToTask(s: Stream, datagram: Uint8Array): void {
-    const { addr, port } = s.udpTarget!;
     // The payload is a view of the trunk's receive buffer: the send takes a copy.
-    s.udp!.send(datagram.slice(), port, addr);
+    s.udp!.send(datagram.slice());
   }
 
   /** Joins an opened stream and a connection. */

@@ -159,18 +159,22 @@ export class UdpRelay {
   }
 }
 
-/** A flow to a task on this node: a socket of its own, which takes answers from the task only. */
+/**
+ * A flow to a task on this node: a socket of its own, which takes answers from the task only
+ * (its port is open to anyone on the machine). `onError` hears of a failed socket.
+ */
 export function localUdpTarget(
   addr: string,
   port: number,
   reply: (datagram: Uint8Array) => void,
+  onError: () => void = () => {},
 ): UdpTarget {
   const socket = dgram.createSocket(addr.includes(":") ? "udp6" : "udp4");
   let closed = false;
   socket.on("message", (msg: Uint8Array, from: dgram.RemoteInfo) => {
-    if (from.address === addr && from.port === port) reply(msg);
+    if (!closed && from.address === addr && from.port === port) reply(msg);
   });
-  socket.on("error", () => {});
+  socket.on("error", onError);
   return {
     send(datagram) {
       if (!closed) socket.send(datagram, port, addr);
